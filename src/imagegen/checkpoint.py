@@ -1,0 +1,130 @@
+"""Checkpoints: model and EMA weights in safetensors, optimizer state beside them.
+
+``RUN/checkpoints/ckpt-00001234.safetensors`` holds tensors ``model.*`` (raw weights) and
+``ema.*`` (the exponential moving average used for sampling), with metadata: the full run
+config (TOML), step, images seen and elapsed seconds. The optimizer state goes to
+``ckpt-00001234.optim.pt`` (``torch.save``; loaded only with ``weights_only=True`` and only
+because this program wrote it). Both are written atomically, optimizer first, so a
+checkpoint whose ``.safetensors`` exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
+from .config import RunConfig
+from .errors import ImagegenError
+
+FORMAT = "imagegen-checkpoint"
+_NAME = re.compile(r"^ckpt-(\d{8})\.safetensors$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: weights, EMA weights, config and training position."""
+
+    path: Path
+    config: RunConfig
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor]
+    step: int
+    nimg: int
+    elapsed: float
+
+    @property
+    def optim_path(self) -> Path:
+        return self.path.with_suffix(".optim.pt")
+
+    def sha256(self) -> str:
+        return sha256_file(self.path)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_path(run: str | Path, step: int) -> Path:
+    return Path(run) / "checkpoints" / f"ckpt-{step:08d}.safetensors"
+
+
+def save_checkpoint(
+    run: str | Path,
+    config: RunConfig,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    position: dict[str, Any],
+) -> Path:
+    """Write ``ckpt-{step}.safetensors`` (+ ``.optim.pt``) atomically; return its path.
+
+    ``position`` holds ``step``, ``nimg`` and ``elapsed``.
+    """
+    path = checkpoint_path(run, int(position["step"]))
+    if optimizer is not None:
+        with atomic_path(path.with_suffix(".optim.pt")) as tmp:
+            torch.save(optimizer.state_dict(), tmp)
+    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().contiguous().clone() for k, v in ema.state_dict().items()})
+    meta = {
+        "format": FORMAT,
+        "version": "1",
+        "config": config.to_toml(),
+        "position": json.dumps({k: position[k] for k in ("step", "nimg", "elapsed")}),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint file written by :func:`save_checkpoint`."""
+    path = Path(path)
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ImagegenError(f"{path}: not a readable checkpoint ({e}); delete it to fall back to an earlier one") from None
+    if meta.get("format") != FORMAT:
+        raise ImagegenError(f"{path}: not an imagegen checkpoint (no '{FORMAT}' metadata)")
+    config = RunConfig.from_toml(meta["config"], f"{path} (embedded config)")
+    pos = json.loads(meta["position"])
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    return Checkpoint(path, config, model, ema, int(pos["step"]), int(pos["nimg"]), float(pos["elapsed"]))
+
+
+def list_checkpoints(run: str | Path) -> list[Path]:
+    """All checkpoints of a run, oldest first."""
+    folder = Path(run) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    found = list_checkpoints(run)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(run: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (and their optimizer files)."""
+    for p in list_checkpoints(run)[:-keep] if keep > 0 else []:
+        p.with_suffix(".optim.pt").unlink(missing_ok=True)
+        p.unlink(missing_ok=True)

@@ -1,0 +1,199 @@
+"""The ``imagegen`` command line: argument parsing only; every verb calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import ImagegenError
+
+EPILOG_DATA_IMPORT = """examples:
+  imagegen data import builtin:mnist5k data/mnist5k
+  imagegen data import builtin:digits data/digits28 --size 28
+  imagegen data import ~/pictures/sprites data/sprites --size 32 --channels 3
+"""
+EPILOG_TRAIN = """examples:
+  imagegen train data/mnist5k --out runs/mnist --budget 10m
+  imagegen train data/mnist5k --out runs/quick --steps 500
+  imagegen train data/mnist5k --out runs/mnist --resume --budget 15m   # extend to 15 min in all
+"""
+EPILOG_GENERATE = """examples:
+  imagegen generate runs/mnist -n 64 --out out/mnist
+  imagegen generate runs/mnist -n 16 --class 3 --cfg 2.0 --seed 7 --out out/threes
+  imagegen generate runs/mnist -n 64 --sampler euler --steps 40 --out out/euler
+"""
+EPILOG_EVALUATE = """examples:
+  imagegen evaluate runs/mnist --data data/mnist5k -n 2000 --json out/report.json
+  imagegen evaluate out/mnist --data data/mnist5k       # a folder of generated PNGs
+"""
+EPILOG_FEATURES = """examples:
+  imagegen features train-evaluator data/mnist5k
+  imagegen features train-evaluator data/mnist5k --arch cnn
+"""
+
+
+def _progress(total: int, desc: str, unit: str = "img"):
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+    return bar
+
+
+def cmd_data_import(a: argparse.Namespace) -> str:
+    from .data import import_images
+
+    t0 = time.perf_counter()
+    m = import_images(a.src, a.dest, size=a.size, channels=a.channels, overwrite=a.overwrite)
+    rej = len(m.get("rejected", []))
+    note = f", {rej} rejected (see `imagegen data info {a.dest}`)" if rej else ""
+    h, w = m["resolution"]
+    return f"imported {m['count']} images ({h}x{w}x{m['channels']}){note} into {a.dest} in {time.perf_counter() - t0:.1f}s"
+
+
+def cmd_data_info(a: argparse.Namespace) -> str:
+    from .data import describe, load_dataset
+
+    return describe(load_dataset(a.data, verify=a.verify))
+
+
+def cmd_train_evaluator(a: argparse.Namespace) -> str:
+    from .features.evaluator import train_evaluator_for
+
+    t0 = time.perf_counter()
+    r = train_evaluator_for(a.data, arch=a.arch, seed=a.seed)
+    return (f"evaluator {a.arch}: held-out accuracy {r['held_out_accuracy']:.4f} on {r['held_out_count']} images; "
+            f"saved in {Path(a.data) / 'features'} ({time.perf_counter() - t0:.1f}s)")
+
+
+def cmd_train(a: argparse.Namespace) -> str:
+    from .config import RunConfig
+    from .training import make_config, train
+
+    overrides = {k: v for k, v in {"batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "threads": a.threads}.items() if v is not None}
+    config = None
+    if a.config:
+        config = RunConfig.load(a.config)
+    elif not a.resume:
+        config = make_config(a.data, a.budget if a.steps is None or a.budget else None, a.steps,
+                             conditional=not a.unconditional, **overrides)
+    if a.budget is None and a.steps is None and not a.resume and config is not None and not a.config:
+        pass  # default budget from TrainConfig
+    r = train(a.data, a.out, budget=a.budget if a.resume else None, steps=a.steps if a.resume else None,
+              config=config, resume=a.resume)
+    state = "interrupted; continue with --resume" if r["interrupted"] else "done"
+    return (f"{state}: {r['step']} steps, {r['nimg']} images in {r['elapsed']:.0f}s ({r['img_per_s']:.0f} img/s); "
+            f"checkpoint {r['checkpoint']}; samples {r['grid']}")
+
+
+def cmd_generate(a: argparse.Namespace) -> str:
+    from .generate import generate_to_folder, load
+
+    model = load(a.run, a.checkpoint)
+    bar = _progress(a.n, "generating")
+    try:
+        r = generate_to_folder(model, a.out, a.n, a.seed, getattr(a, "class"), progress=bar.update,
+                               sampler=a.sampler, steps=a.steps, cfg=a.cfg)
+    finally:
+        bar.close()
+    return (f"wrote {r['n']} PNGs and {r['grid']} to {r['out']} in {r['seconds']:.1f}s "
+            f"({r['nfe_per_image']} network evaluations per image)")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> str:
+    from .evaluation import evaluate, format_report, write_report
+
+    report = evaluate(a.source, a.data, n=a.n, seed=a.seed, arch=a.arch, sampler=a.sampler, steps=a.steps, cfg=a.cfg)
+    print(format_report(report))
+    json_path = Path(a.json) if a.json else (Path(a.source) / "evaluation.json")
+    write_report(report, json_path)
+    return f"report written to {json_path}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imagegen", description="Collect images, train a generator, generate and evaluate.",
+                                epilog="run `imagegen VERB --help` for examples of each verb",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"imagegen {__import__('imagegen').__version__}")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    data = verbs.add_parser("data", help="import and inspect data sets").add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    d = data.add_parser("import", help="import images into a prepared data set", epilog=EPILOG_DATA_IMPORT, formatter_class=raw)
+    d.add_argument("src", help="builtin:mnist5k, builtin:digits, or a folder of images (sub-folders = classes)")
+    d.add_argument("dest", help="folder to write the prepared data set to")
+    d.add_argument("--size", type=int, help="resize images to SIZE x SIZE (default: native for builtins, 64 for folders)")
+    d.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale, 3 = RGB (default: from the images)")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing data set at DEST")
+    d.set_defaults(fn=cmd_data_import)
+    d = data.add_parser("info", help="print counts per class and rejected inputs", epilog="example:\n  imagegen data info data/mnist5k", formatter_class=raw)
+    d.add_argument("data")
+    d.add_argument("--verify", action="store_true", help="re-hash every shard against the manifest")
+    d.set_defaults(fn=cmd_data_info)
+
+    feats = verbs.add_parser("features", help="feature networks (the evaluator)").add_subparsers(dest="features_verb", metavar="ACTION", required=True)
+    f = feats.add_parser("train-evaluator", help="train the evaluator classifier used for FID", epilog=EPILOG_FEATURES, formatter_class=raw)
+    f.add_argument("data")
+    f.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="mlp: 784-128-10 (default); cnn: a small CNN")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(fn=cmd_train_evaluator)
+
+    t = verbs.add_parser("train", help="train a diffusion model (EDM) on a prepared data set", epilog=EPILOG_TRAIN, formatter_class=raw)
+    t.add_argument("data", help="a prepared data set (from `imagegen data import`)")
+    t.add_argument("--out", required=True, help="run folder for config, checkpoints, sample grids and metrics")
+    t.add_argument("--budget", help="wall-clock budget, e.g. 90s, 10m, 2h (default 10m)")
+    t.add_argument("--steps", type=int, help="stop after this many optimizer steps")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    t.add_argument("--unconditional", action="store_true", help="ignore labels even if the data set has them")
+    t.add_argument("--config", help="a config.toml to train with (all settings from the file)")
+    t.set_defaults(fn=cmd_train)
+
+    g = verbs.add_parser("generate", help="generate images from a trained run", epilog=EPILOG_GENERATE, formatter_class=raw)
+    g.add_argument("run", help="a run folder (latest checkpoint) or a checkpoint file")
+    g.add_argument("--out", required=True, help="folder for the PNGs and grid.png")
+    g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    g.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
+    g.add_argument("--steps", type=int, help="sampler steps (default 18)")
+    g.add_argument("--sampler", choices=("heun", "euler"), help="ODE sampler (default heun)")
+    g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
+    g.add_argument("--cfg", type=float, help="classifier-free guidance weight; 1 = none (default: the run's)")
+    g.add_argument("--checkpoint", help="a specific checkpoint file of the run")
+    g.set_defaults(fn=cmd_generate)
+
+    e = verbs.add_parser("evaluate", help="score a run or a folder of PNGs against a data set", epilog=EPILOG_EVALUATE, formatter_class=raw)
+    e.add_argument("source", help="a run folder (samples are generated) or a folder of PNGs")
+    e.add_argument("--data", required=True, help="the prepared data set to compare against")
+    e.add_argument("-n", type=int, default=2000, help="samples to generate from a run (default 2000)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="evaluator network (default mlp)")
+    e.add_argument("--json", help="where to write the JSON report (default SOURCE/evaluation.json)")
+    e.add_argument("--steps", type=int, help="sampler steps when generating from a run")
+    e.add_argument("--sampler", choices=("heun", "euler"))
+    e.add_argument("--cfg", type=float)
+    e.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        summary = args.fn(args)
+    except ImagegenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if summary:
+        print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

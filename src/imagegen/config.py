@@ -1,0 +1,135 @@
+"""Configuration: one frozen dataclass per concern, saved to and loaded from TOML.
+
+Unknown keys are an error that lists the known ones; values are type-checked on load, so a
+typo in ``config.toml`` fails loudly instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .atomic import write_text
+from .errors import ImagegenError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network and its EDM preconditioning (Karras et al. 2022, Table 1)."""
+
+    preset: str = "unet-28"  # a key of imagegen.models.unet.PRESETS
+    resolution: int = 28
+    channels: int = 1
+    num_classes: int = 0  # 0: unconditional
+    sigma_data: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, noise distribution, EMA and the wall-clock budget."""
+
+    budget_seconds: float = 600.0  # 0 means: no time limit (then `steps` must be set)
+    steps: int = 0  # 0 means: no step limit (then `budget_seconds` must be set)
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_fraction: float = 0.03
+    final_lr_fraction: float = 0.05
+    weight_decay: float = 0.0
+    p_mean: float = -1.2  # log-normal sigma sampling (EDM)
+    p_std: float = 1.2
+    label_dropout: float = 0.1  # for classifier-free guidance
+    ema_halflife_kimg: float = 10.0
+    ema_rampup: float = 0.1
+    seed: int = 0
+    sample_every_seconds: float = 120.0
+    checkpoint_every_seconds: float = 60.0
+    keep_checkpoints: int = 2
+    threads: int = 0  # 0: torch's default
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults for generation (Karras schedule and sampler)."""
+
+    sampler: str = "heun"
+    steps: int = 18
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    cfg: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; stored as ``RUN/config.toml`` and in every checkpoint."""
+
+    data: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path: str | Path) -> None:
+        write_text(path, self.to_toml())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "RunConfig":
+        return _build(cls, d, where)
+
+    @classmethod
+    def from_toml(cls, text: str, where: str = "config") -> "RunConfig":
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ImagegenError(f"{where}: not valid TOML ({e}); fix the file or delete it") from None
+        return cls.from_dict(d, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ImagegenError(f"{path}: no such config file")
+        return cls.from_toml(path.read_text(encoding="utf-8"), str(path))
+
+
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ImagegenError(f"{where}: expected a table, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ImagegenError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in d.items():
+        f = known[name]
+        default = getattr(cls(), name) if not dataclasses.is_dataclass(f.type) else None
+        sub = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}.get(name)
+        if cls is RunConfig and sub is not None:
+            kwargs[name] = _build(sub, value, f"{where} [{name}]")
+            continue
+        kwargs[name] = _coerce(value, type(default), f"{where}: {name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, want: type, where: str) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is bool or isinstance(value, bool):
+        if type(value) is not want:
+            raise ImagegenError(f"{where}: expected {want.__name__}, got {value!r}")
+        return value
+    if not isinstance(value, want):
+        raise ImagegenError(f"{where}: expected {want.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,211 @@
+"""A compact UNet for small images, in the style of DDPM/EDM's "DDPM++" networks.
+
+Ho et al. 2020 (DDPM) and Song et al. 2021 (score SDE) define the residual UNet with
+timestep embeddings; EDM (Karras et al. 2022) feeds it ``c_noise`` instead of a timestep.
+Conditioning (noise level and optional class) enters every residual block as a per-channel
+scale and shift after the second normalisation (adaptive group norm, "FiLM").
+
+Presets live in the ``PRESETS`` registry, keyed by name, and are chosen by resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ImagegenError
+
+
+@dataclass(frozen=True)
+class UNetPreset:
+    """Architecture hyper-parameters of one preset."""
+
+    channels: tuple[int, ...]  # width per resolution level
+    blocks: int  # residual blocks per level on the way down (up: blocks + 1)
+    attn_levels: tuple[int, ...]  # levels (0 = full resolution) with self-attention
+    emb_dim: int
+    resolutions: tuple[int, ...]  # input sizes this preset is meant for
+
+
+PRESETS: dict[str, UNetPreset] = {
+    # ~0.8 M parameters: 28 -> 14 -> 7, attention at 7x7.
+    "unet-28": UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(28,)),
+    # same family for 32x32 (32 -> 16 -> 8).
+    "unet-32": UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(32,)),
+    # a tiny network for tests and smoke runs (any even size).
+    "unet-tiny": UNetPreset(channels=(8, 16), blocks=1, attn_levels=(1,), emb_dim=32, resolutions=()),
+}
+
+
+def preset_for_resolution(resolution: int) -> str:
+    """Pick the default preset for an image size, e.g. 28 -> ``"unet-28"``."""
+    for name, p in PRESETS.items():
+        if resolution in p.resolutions:
+            return name
+    sizes = sorted(r for p in PRESETS.values() for r in p.resolutions)
+    raise ImagegenError(
+        f"no UNet preset for {resolution}x{resolution} images (presets exist for {sizes}); "
+        f"re-import the data with --size 28 or --size 32"
+    )
+
+
+def _groups(ch: int) -> int:
+    return math.gcd(ch, 8) if ch >= 8 else 1
+
+
+class NoiseEmbedding(nn.Module):
+    """Sinusoidal features of ``c_noise`` followed by a two-layer MLP."""
+
+    def __init__(self, dim: int, num_freqs: int = 16):
+        super().__init__()
+        freqs = torch.exp(torch.linspace(0.0, math.log(1000.0), num_freqs))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * num_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        a = c_noise[:, None] * self.freqs[None, :]
+        return self.mlp(torch.cat([a.cos(), a.sin()], dim=1))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv twice, with the embedding as scale/shift before the second conv."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = F.silu(torch.addcmul(shift, self.norm2(h), scale + 1))
+        return self.skip(x) + self.conv2(h)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over spatial positions, residual, zero-initialised output."""
+
+    def __init__(self, ch: int, heads: int = 1):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.out = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.out(a.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention."""
+
+    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attn: bool):
+        super().__init__()
+        self.res = nn.ModuleList(ResBlock(a, b, emb_dim) for a, b in chans)
+        self.attn = nn.ModuleList(SelfAttention(b) if attn else nn.Identity() for _, b in chans)
+
+
+class UNet(nn.Module):
+    """The network ``F(x, c_noise, labels)`` inside the Denoiser.
+
+    Example:
+        >>> net = UNet(in_ch=1, preset=PRESETS["unet-28"], num_classes=10)
+        >>> net(torch.randn(4, 1, 28, 28), torch.zeros(4), torch.tensor([0, 1, 2, 10])).shape
+        torch.Size([4, 1, 28, 28])
+    """
+
+    def __init__(self, in_ch: int, preset: UNetPreset, num_classes: int = 0):
+        super().__init__()
+        ch, nb, ed = preset.channels, preset.blocks, preset.emb_dim
+        self.num_classes = num_classes
+        self.noise_emb = NoiseEmbedding(ed)
+        # index num_classes is the "no class" token for classifier-free guidance
+        self.class_emb = nn.Embedding(num_classes + 1, ed) if num_classes else None
+        self.conv_in = nn.Conv2d(in_ch, ch[0], 3, padding=1)
+
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips = [ch[0]]
+        cur = ch[0]
+        for i, c in enumerate(ch):
+            pairs = []
+            for _ in range(nb):
+                pairs.append((cur, c))
+                cur = c
+                skips.append(c)
+            self.down.append(Level(pairs, ed, i in preset.attn_levels))
+            if i < len(ch) - 1:
+                self.downsample.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
+                skips.append(cur)
+        self.mid = Level([(cur, cur), (cur, cur)], ed, attn=True)
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, c in reversed(list(enumerate(ch))):
+            pairs = []
+            for _ in range(nb + 1):
+                pairs.append((cur + skips.pop(), c))
+                cur = c
+            self.up.append(Level(pairs, ed, i in preset.attn_levels))
+            if i > 0:
+                self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
+        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.conv_out = nn.Conv2d(cur, in_ch, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.noise_emb(c_noise)
+        if self.class_emb is not None:
+            if labels is None:
+                labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            emb = emb + self.class_emb(labels)
+        emb = F.silu(emb)
+
+        h = self.conv_in(x)
+        hs = [h]
+        for i, level in enumerate(self.down):
+            for res, attn in zip(level.res, level.attn):
+                h = attn(res(h, emb))
+                hs.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                hs.append(h)
+        for res, attn in zip(self.mid.res, self.mid.attn):
+            h = attn(res(h, emb))
+        for i, level in enumerate(self.up):
+            for res, attn in zip(level.res, level.attn):
+                h = attn(res(torch.cat([h, hs.pop()], dim=1), emb))
+            if i < len(self.upsample):
+                skip_shape = hs[-1].shape[-2:]
+                h = self.upsample[i](F.interpolate(h, size=skip_shape, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data: float = 0.5):
+    """Build the Denoiser for a preset name from ``PRESETS``.
+
+    Example:
+        >>> D = build_denoiser("unet-28", channels=1, num_classes=10)
+    """
+    from .precond import Denoiser
+
+    if preset not in PRESETS:
+        raise ImagegenError(f"unknown model preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    net = UNet(channels, PRESETS[preset], num_classes)
+    return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes)

@@ -1,0 +1,115 @@
+"""EDM preconditioning and loss weighting checked against their defining equations."""
+
+import math
+
+import pytest
+import torch
+
+from imagegen.losses import EDMLoss, edm_loss_weight
+from imagegen.models.precond import Denoiser, edm_scalings
+from imagegen.models.unet import PRESETS, UNet, build_denoiser
+
+SIGMA_DATA = 0.5
+
+
+class RandomNet(torch.nn.Module):
+    """A network whose output is large and unrelated to its input."""
+
+    def forward(self, x, c_noise, labels=None):
+        return 10.0 * torch.sin(3.0 * x + c_noise.view(-1, 1, 1, 1)) + 5.0
+
+
+def test_denoiser_returns_input_as_sigma_goes_to_zero():
+    D = Denoiser(RandomNet(), SIGMA_DATA)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    errs = [(D(x, torch.full((4,), s, dtype=torch.float64)) - x).abs().max().item() for s in (1e-2, 1e-4, 1e-6)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-4
+
+
+def test_scalings_match_table_1():
+    sigma = torch.tensor([0.002, 0.1, 0.5, 1.0, 80.0], dtype=torch.float64)
+    c_skip, c_out, c_in, c_noise = edm_scalings(sigma, SIGMA_DATA)
+    for i, s in enumerate(sigma.tolist()):
+        assert c_skip[i] == pytest.approx(SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2))
+        assert c_out[i] == pytest.approx(s * SIGMA_DATA / math.sqrt(s**2 + SIGMA_DATA**2))
+        assert c_in[i] == pytest.approx(1 / math.sqrt(s**2 + SIGMA_DATA**2))
+        assert c_noise[i] == pytest.approx(math.log(s) / 4)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.2, 0.5, 2.0, 20.0, 80.0])
+def test_effective_target_and_input_have_unit_variance(sigma):
+    # y ~ data with std sigma_data, n ~ N(0, 1); the network sees c_in (y + sigma n) and is
+    # trained towards (y - c_skip (y + sigma n)) / c_out; lambda * c_out^2 == 1.
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(400_000, generator=g, dtype=torch.float64) * SIGMA_DATA
+    n = torch.randn(400_000, generator=g, dtype=torch.float64)
+    s = torch.tensor(sigma, dtype=torch.float64)
+    c_skip, c_out, c_in, _ = edm_scalings(s, SIGMA_DATA)
+    x = y + s * n
+    target = (y - c_skip * x) / c_out
+    assert target.var().item() == pytest.approx(1.0, rel=0.01)
+    assert (c_in * x).var().item() == pytest.approx(1.0, rel=0.01)
+    assert (edm_loss_weight(s, SIGMA_DATA) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_edm_loss_equals_weighted_mse_with_same_randomness():
+    torch.manual_seed(0)
+    D = build_denoiser("unet-tiny", channels=1, num_classes=0)
+    for p in D.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(6, 1, 8, 8).clamp(-1, 1)
+    loss = EDMLoss(p_mean=-1.2, p_std=1.2)(D, x, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    sigma = (torch.randn(6, generator=g) * 1.2 - 1.2).exp()
+    noise = torch.randn(x.shape, generator=g)
+    d = D(x + sigma.view(-1, 1, 1, 1) * noise, sigma)
+    manual = edm_loss_weight(sigma, 0.5) * ((d - x) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(loss, manual)
+
+
+def test_log_normal_sigma_distribution():
+    # ln(sigma) ~ N(P_mean, P_std^2): check through the loss's own draws
+    seen = []
+
+    class Spy(torch.nn.Module):
+        sigma_data, num_classes = 0.5, 0
+
+        def forward(self, x, sigma, labels=None):
+            seen.append(sigma.clone())
+            return x
+
+    EDMLoss(p_mean=-1.2, p_std=1.2)(Spy(), torch.zeros(50_000, 1, 1, 1), generator=torch.Generator().manual_seed(1))
+    ln = seen[0].log()
+    assert ln.mean().item() == pytest.approx(-1.2, abs=0.02)
+    assert ln.std().item() == pytest.approx(1.2, rel=0.02)
+
+
+def test_label_dropout_uses_null_class():
+    seen = []
+
+    class Spy(torch.nn.Module):
+        sigma_data, num_classes = 0.5, 10
+
+        def forward(self, x, sigma, labels=None):
+            seen.append(labels.clone())
+            return x
+
+    labels = torch.zeros(20_000, dtype=torch.long)
+    EDMLoss(label_dropout=0.25)(Spy(), torch.zeros(20_000, 1, 1, 1), labels, generator=torch.Generator().manual_seed(2))
+    frac_null = (seen[0] == 10).float().mean().item()
+    assert frac_null == pytest.approx(0.25, abs=0.015)
+    assert set(seen[0].unique().tolist()) == {0, 10}
+
+
+@pytest.mark.parametrize("preset,res", [("unet-28", 28), ("unet-32", 32), ("unet-tiny", 8)])
+def test_unet_presets_shapes_and_conditioning(preset, res):
+    torch.manual_seed(0)
+    net = UNet(3, PRESETS[preset], num_classes=10)
+    for p in net.parameters():  # undo the zero-init so labels can matter
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 3, res, res)
+    a = net(x, torch.zeros(2), torch.tensor([1, 1]))
+    b = net(x, torch.zeros(2), torch.tensor([2, 2]))
+    assert a.shape == x.shape
+    assert not torch.allclose(a, b)

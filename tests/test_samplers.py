@@ -1,0 +1,75 @@
+"""Samplers checked against math: Gaussian data has a closed-form exact denoiser."""
+
+import pytest
+import torch
+
+from imagegen.samplers import karras_sigmas, nfe, sample_euler, sample_heun
+
+MU, S = 1.0, 0.5  # data ~ N(MU, S^2) in every dimension
+
+
+def exact_denoiser(x, sigma):
+    """E[y | y + sigma n = x] for y ~ N(MU, S^2): MU + S^2 / (S^2 + sigma^2) (x - MU)."""
+    s2 = sigma.view(-1, *([1] * (x.ndim - 1))) ** 2
+    return MU + S**2 / (S**2 + s2) * (x - MU)
+
+
+def test_karras_sigmas_endpoints_and_monotone():
+    s = karras_sigmas(18, 0.002, 80.0, 7.0)
+    assert len(s) == 19
+    assert s[0].item() == pytest.approx(80.0)
+    assert s[-2].item() == pytest.approx(0.002, rel=1e-5)
+    assert s[-1].item() == 0
+    assert torch.all(s[1:] < s[:-1])
+    # rho = 1 gives a linear schedule
+    lin = karras_sigmas(5, 1.0, 5.0, 1.0)[:-1]
+    torch.testing.assert_close(lin, torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("steps,var_tol", [(18, 0.12), (35, 0.03), (60, 0.01)])
+def test_heun_reproduces_gaussian_mean_and_variance(steps, var_tol):
+    """Mean within 1% from 18 steps on. The variance converges at second order, but on the
+    EDM schedule (rho=7) a unit-scale Gaussian keeps a measurable discretisation error:
+    +11% at 18 steps, +2.6% at 35, under 1% from about 60 steps (exact ODE: see below)."""
+    g = torch.Generator().manual_seed(0)
+    sigmas = karras_sigmas(steps).double()
+    x = torch.randn(2000, 100, generator=g, dtype=torch.float64) * sigmas[0]
+    y = sample_heun(exact_denoiser, x, sigmas)
+    assert y.mean().item() == pytest.approx(MU, rel=0.01)
+    assert y.var().item() == pytest.approx(S**2, rel=var_tol)
+
+
+def test_heun_error_is_the_ode_discretisation_error():
+    """The ODE's exact solution is x0 = MU + (xT - MU) * S / sqrt(S^2 + sigma_max^2): the
+    sampler's error against it quarters when the step count doubles (second order)."""
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
+    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
+    errs = [(sample_heun(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item() for n in (35, 70, 140)]
+    assert 3.3 < errs[0] / errs[1] < 4.7 and 3.3 < errs[1] / errs[2] < 4.7
+
+
+def test_heun_is_second_order_and_beats_euler():
+    # same start, compare with a very fine Heun solution of the same ODE
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 4, generator=g, dtype=torch.float64) * 80.0
+    ref = sample_heun(exact_denoiser, x.clone(), karras_sigmas(1000).double())
+    err_heun = [(sample_heun(exact_denoiser, x.clone(), karras_sigmas(n).double()) - ref).abs().max().item() for n in (10, 20)]
+    err_euler = (sample_euler(exact_denoiser, x.clone(), karras_sigmas(20).double()) - ref).abs().max().item()
+    assert err_heun[1] < err_euler
+    assert err_heun[0] / err_heun[1] > 3.0  # ~4x for a second-order method
+
+
+def test_callback_and_nfe_count():
+    calls = {"n": 0}
+
+    def counting(x, sigma):
+        calls["n"] += 1
+        return exact_denoiser(x, sigma)
+
+    steps_seen = []
+    sample_heun(counting, torch.randn(3, 2) * 80, karras_sigmas(10), callback=lambda i, x, d: steps_seen.append(i))
+    assert calls["n"] == nfe("heun", 10) == 19
+    assert steps_seen == list(range(10))
+    calls["n"] = 0
+    sample_euler(counting, torch.randn(3, 2) * 80, karras_sigmas(10))
+    assert calls["n"] == nfe("euler", 10) == 10

@@ -1,0 +1,112 @@
+"""Training: checkpoints round-trip, resume equals an uninterrupted run, config checks."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from imagegen.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from imagegen.config import RunConfig, TrainConfig
+from imagegen.errors import ImagegenError
+from imagegen.generate import load
+from imagegen.training import lr_at, parse_duration, train
+
+
+def test_checkpoint_save_load_gives_identical_outputs(tiny_run):
+    ck = load_checkpoint(latest_checkpoint(tiny_run))
+    assert ck.step == 30 and ck.nimg == 30 * 16
+    a = load(tiny_run)
+    b = load(tiny_run)
+    x = torch.randn(4, 1, 8, 8)
+    sigma = torch.full((4,), 1.5)
+    labels = torch.tensor([0, 1, 2, 10])
+    torch.testing.assert_close(a.denoiser(x, sigma, labels), b.denoiser(x, sigma, labels), rtol=0, atol=0)
+    # and the weights are the EMA weights that were saved
+    for k, v in a.denoiser.state_dict().items():
+        assert torch.equal(v, ck.ema[k])
+    assert ck.config.model.preset == "unet-tiny"
+
+
+def test_resume_equals_uninterrupted_run(digits_data, tmp_path):
+    cfg = tiny_config(digits_data, steps=8)
+    losses_a: list[float] = []
+    train(digits_data, tmp_path / "a", config=cfg, progress=False, on_step=lambda s, l: losses_a.append(l))
+
+    losses_b: list[float] = []
+
+    def stop_at_4(step, loss):
+        losses_b.append(loss)
+        if step == 4:
+            raise KeyboardInterrupt  # like Ctrl-C: the trainer saves a checkpoint and stops
+
+    r = train(digits_data, tmp_path / "b", config=cfg, progress=False, on_step=stop_at_4)
+    assert r["interrupted"] and r["step"] == 4
+    r = train(digits_data, tmp_path / "b", resume=True, progress=False, on_step=lambda s, l: losses_b.append(l))
+    assert r["step"] == 8 and not r["interrupted"]
+
+    assert losses_a == losses_b  # the next loss after resuming, and every one after, equal
+    ca = load_checkpoint(latest_checkpoint(tmp_path / "a"))
+    cb = load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    assert (ca.step, ca.nimg) == (cb.step, cb.nimg)
+    for k in ca.model:
+        assert torch.equal(ca.model[k], cb.model[k]), k
+        assert torch.equal(ca.ema[k], cb.ema[k]), k
+    oa = torch.load(ca.optim_path, weights_only=True)
+    ob = torch.load(cb.optim_path, weights_only=True)
+    for k, st in oa["state"].items():
+        for name, t in st.items():
+            assert torch.equal(t, ob["state"][k][name]), (k, name)
+
+
+def test_training_reduces_loss_and_writes_run_files(tiny_run):
+    import json
+
+    assert (tiny_run / "config.toml").is_file()
+    cfg = RunConfig.load(tiny_run / "config.toml")
+    assert cfg.train.steps == 30
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 30
+    assert list((tiny_run / "samples").glob("grid-*.png"))
+    assert len(list_checkpoints(tiny_run)) <= cfg.train.keep_checkpoints
+    assert not list((tiny_run / "checkpoints").glob(".*"))  # no temp files left behind
+
+
+def test_refuses_to_overwrite_a_run_and_resume_without_checkpoint(digits_data, tiny_run, tmp_path):
+    with pytest.raises(ImagegenError, match="--resume"):
+        train(digits_data, tiny_run, config=tiny_config(digits_data), progress=False)
+    with pytest.raises(ImagegenError, match="no checkpoint"):
+        train(digits_data, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_bad_settings_are_rejected_with_the_fix(digits_data, tmp_path):
+    cfg = tiny_config(digits_data)
+    bad = replace(cfg, train=replace(cfg.train, batch_size=0))
+    with pytest.raises(ImagegenError, match="batch_size"):
+        train(digits_data, tmp_path / "r", config=bad, progress=False)
+    neither = replace(cfg, train=replace(cfg.train, steps=0, budget_seconds=0))
+    with pytest.raises(ImagegenError, match="--budget"):
+        train(digits_data, tmp_path / "r2", config=neither, progress=False)
+
+
+def test_config_toml_round_trip_and_unknown_keys():
+    cfg = RunConfig(data="x")
+    assert RunConfig.from_toml(cfg.to_toml()) == cfg
+    with pytest.raises(ImagegenError, match="unknown key.*batchsize.*known keys"):
+        RunConfig.from_toml('[train]\nbatchsize = 3\n')
+    with pytest.raises(ImagegenError, match="expected int"):
+        RunConfig.from_toml('[train]\nbatch_size = "big"\n')
+    with pytest.raises(ImagegenError, match="not valid TOML"):
+        RunConfig.from_toml('[train\n')
+
+
+def test_lr_schedule_and_durations():
+    tc = TrainConfig(lr=1.0, warmup_fraction=0.1, final_lr_fraction=0.1)
+    assert lr_at(tc, 0.0) == 0.0
+    assert lr_at(tc, 0.05) == pytest.approx(0.5)
+    assert lr_at(tc, 0.1) == pytest.approx(1.0)
+    assert lr_at(tc, 1.0) == pytest.approx(0.1)
+    assert lr_at(tc, 0.55) == pytest.approx(0.55)  # cosine midpoint between 1.0 and 0.1
+    assert parse_duration("10m") == 600 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    with pytest.raises(ImagegenError, match="10m"):
+        parse_duration("ten minutes")

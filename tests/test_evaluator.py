@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from imagegen.errors import ImagegenError
 from imagegen.evaluation import (
+    evaluate,
     evaluate_folder,
     evaluate_images,
     format_report,
@@ -20,14 +22,14 @@ from imagegen.evaluation import (
     reference_stats,
     write_report,
 )
-from imagegen.features.evaluator import (
+from imagegen.features import (
     Evaluator,
     evaluator_path,
-    fixed_split,
     load_evaluator,
     train_evaluator,
     train_evaluator_for,
 )
+from imagegen.features.evaluator import fixed_split
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +90,18 @@ def test_fixed_split_ignores_training_seed(digits) -> None:
     assert len(a_held) == 20 and len(set(a_train) | set(a_held)) == 100
     np.testing.assert_array_equal(a_held, fixed_split(100)[1])
     images, labels = digits[0][:300], digits[1][:300]
+    threads = torch.get_num_threads()
     ev1, r1 = train_evaluator(images, labels, 10, seed=1, epochs=2, progress=False)
     ev1b, _ = train_evaluator(images, labels, 10, seed=1, epochs=2, progress=False)
     ev2, r2 = train_evaluator(images, labels, 10, seed=2, epochs=2, progress=False)
     assert ev1.sha256 == ev1b.sha256  # deterministic for a seed
     assert ev1.sha256 != ev2.sha256
     assert r1["held_out_count"] == r2["held_out_count"] == 60
+    assert torch.get_num_threads() == threads  # the single-thread training context is undone
 
 
 def test_save_load_roundtrip(trained, digits, tmp_path) -> None:
     evaluator, _ = trained
-    evaluator.dataset_checksum = None
     path = evaluator.save(tmp_path / "ev.safetensors")
     loaded = Evaluator.load(path)
     assert loaded.arch == "mlp" and loaded.input_shape == (8, 8, 1) and loaded.num_classes == 10
@@ -269,6 +272,10 @@ def test_evaluate_folder_and_report(data_dir, digits, tmp_path) -> None:
     assert "FID (mlp features)" in text and "class accuracy" in text
     out = write_report(report, tmp_path / "eval" / "report.json")
     assert json.loads(out.read_text())["fid"] == pytest.approx(report["fid"])
+    # evaluate() on a folder that is not a run reads its PNGs
+    assert evaluate(folder, data_dir, n=30, progress=False)["fid"] == pytest.approx(report["fid"])
+    with pytest.raises(ImagegenError, match="does not exist"):
+        evaluate(tmp_path / "missing", data_dir)
 
 
 def test_unlabeled_dataset_has_no_evaluator(tmp_path) -> None:

@@ -59,7 +59,7 @@ def cmd_data_info(a: argparse.Namespace) -> str:
 
 
 def cmd_train_evaluator(a: argparse.Namespace) -> str:
-    from .features.evaluator import train_evaluator_for
+    from .features import train_evaluator_for
 
     t0 = time.perf_counter()
     r = train_evaluator_for(a.data, arch=a.arch, seed=a.seed)
@@ -76,10 +76,7 @@ def cmd_train(a: argparse.Namespace) -> str:
     if a.config:
         config = RunConfig.load(a.config)
     elif not a.resume:
-        config = make_config(a.data, a.budget if a.steps is None or a.budget else None, a.steps,
-                             conditional=not a.unconditional, **overrides)
-    if a.budget is None and a.steps is None and not a.resume and config is not None and not a.config:
-        pass  # default budget from TrainConfig
+        config = make_config(a.data, a.budget, a.steps, conditional=not a.unconditional, preset=a.preset, **overrides)
     r = train(a.data, a.out, budget=a.budget if a.resume else None, steps=a.steps if a.resume else None,
               config=config, resume=a.resume)
     state = "interrupted; continue with --resume" if r["interrupted"] else "done"
@@ -149,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    t.add_argument("--preset", help="model preset (default: by image size; unet-tiny for smoke tests)")
     t.add_argument("--unconditional", action="store_true", help="ignore labels even if the data set has them")
     t.add_argument("--config", help="a config.toml to train with (all settings from the file)")
     t.set_defaults(fn=cmd_train)

@@ -11,26 +11,29 @@ The reference statistics (mean and covariance of the data set's features) are ca
 sha256; the cache is recomputed automatically when either changes.
 
 Example:
-    >>> images, labels, _ = load_image_folder("out/samples", channels=1)
-    >>> report = evaluate_images(images, "data/mnist", labels=labels)
-    >>> print(format_report(report))
+    >>> images, labels, _ = load_image_folder("out/samples", channels=1)  # doctest: +SKIP
+    >>> report = evaluate_images(images, "data/mnist", labels=labels)  # doctest: +SKIP
+    >>> print(format_report(report))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json
 from .errors import ImagegenError
-from .features.evaluator import Evaluator, load_evaluator
+from .features import Evaluator, FeatureExtractor, load_evaluator
 from .metrics import class_accuracy, confident_fraction, frechet_distance, gaussian_stats
 
 __all__ = [
+    "evaluate",
     "ref_stats_path",
     "reference_stats",
     "evaluate_images",
@@ -66,19 +69,22 @@ def _read_stats(path: Path, data_checksum: str, evaluator_sha: str) -> tuple[np.
 
 def reference_stats(
     data_dir: str | Path,
-    evaluator: Evaluator,
+    evaluator: FeatureExtractor,
     arch: str | None = None,
     *,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the evaluator features of every image in the data set (cached).
 
+    ``evaluator`` is any :class:`~imagegen.features.FeatureExtractor`; ``arch`` (default
+    ``evaluator.arch``) names the cache file.
+
     The cache ``DATA/features/ref-stats-{arch}.npz`` stores the data set checksum and the
     evaluator's sha256; it is used only when both match, else recomputed and rewritten.
 
     Example:
-        >>> mu, sigma = reference_stats("data/mnist", load_evaluator("data/mnist"))
-        >>> mu.shape, sigma.shape
+        >>> mu, sigma = reference_stats("data/mnist", evaluator)  # doctest: +SKIP
+        >>> mu.shape, sigma.shape  # doctest: +SKIP
         ((128,), (128, 128))
     """
     from .data import load_dataset
@@ -120,8 +126,8 @@ def evaluate_images(
     ``train_if_missing``).
 
     Example:
-        >>> report = evaluate_images(samples, "data/mnist", labels=requested_classes)
-        >>> report["fid"], report["class_accuracy"]
+        >>> report = evaluate_images(samples, "data/mnist", labels=classes)  # doctest: +SKIP
+        >>> report["fid"], report["class_accuracy"]  # doctest: +SKIP
         (4.21, 0.97)
     """
     from .data import load_dataset
@@ -193,8 +199,8 @@ def load_image_folder(
     converts every image to that many channels; without it the images must already agree.
 
     Example:
-        >>> images, labels, paths = load_image_folder("out/samples", channels=1)
-        >>> images.shape, labels[:3]
+        >>> images, labels, paths = load_image_folder("out/samples", channels=1)  # doctest: +SKIP
+        >>> images.shape, labels[:3]  # doctest: +SKIP
         ((64, 28, 28, 1), array([0, 1, 2]))
     """
     folder = Path(folder)
@@ -256,7 +262,7 @@ def evaluate_folder(
     """Evaluate the PNGs of ``folder`` (the first ``n`` by name) against a data set.
 
     Example:
-        >>> report = evaluate_folder("out/samples", "data/mnist", n=2000)
+        >>> report = evaluate_folder("out/samples", "data/mnist", n=2000)  # doctest: +SKIP
     """
     from .data import load_dataset
 
@@ -273,6 +279,67 @@ def evaluate_folder(
     report = evaluate_images(images, data_dir, labels=labels, arch=arch,
                              train_if_missing=train_if_missing, progress=progress)
     report["source"] = str(folder)
+    return report
+
+
+def _is_run(source: Path) -> bool:
+    return source.is_file() or (source / "checkpoints").is_dir() or (source / "config.toml").is_file()
+
+
+def evaluate(
+    source: str | Path,
+    data_dir: str | Path,
+    *,
+    n: int = 2000,
+    seed: int = 0,
+    arch: str = "mlp",
+    train_if_missing: bool = True,
+    progress: bool = True,
+    **sample_overrides: Any,
+) -> dict[str, Any]:
+    """Evaluate a run (``n`` images generated in memory) or a folder of PNGs against a data set.
+
+    A run is a folder with ``checkpoints/`` or ``config.toml`` (or a checkpoint file): images
+    ``seed .. seed+n-1`` are generated with the run's sampling defaults and ``sample_overrides``
+    (``sampler``, ``steps``, ``cfg``; None values are ignored), classes spread evenly when the
+    model is conditional. Anything else is read as a folder of PNGs (first ``n`` by name).
+    The evaluator is loaded (or trained) before generating, so a bad ``--data`` fails fast.
+
+    Example:
+        >>> report = evaluate("runs/mnist", "data/mnist", n=2000)  # doctest: +SKIP
+        >>> report["fid"] < 10  # doctest: +SKIP
+        True
+    """
+    source = Path(source)
+    if not source.exists():
+        raise ImagegenError(f"{source} does not exist; pass a run folder or a folder of PNGs")
+    if not _is_run(source):
+        return evaluate_folder(source, data_dir, n=n, arch=arch, train_if_missing=train_if_missing,
+                               progress=progress)
+    from .data import load_dataset
+    from .generate import load
+
+    ds = load_dataset(data_dir)
+    evaluator = load_evaluator(data_dir, arch, train_if_missing=train_if_missing, progress=progress)
+    model = load(source)
+    mc = model.config.model
+    if (mc.resolution, mc.channels) != (ds.resolution, ds.channels):
+        raise ImagegenError(f"run {source} generates {mc.resolution}x{mc.resolution} images with "
+                            f"{mc.channels} channel(s) but dataset {data_dir} has {ds.resolution}x"
+                            f"{ds.resolution} with {ds.channels}; evaluate against the data set it "
+                            "was trained on")
+    if n < 2:
+        raise ImagegenError(f"n must be at least 2, got {n}")
+    labels = model.labels_for(n, None)
+    with tqdm(total=n, desc="generating", unit="img", disable=not progress, file=sys.stderr) as bar:
+        images = model.generate(n, seed, progress=bar.update, **sample_overrides)
+    report = evaluate_images(images, data_dir, labels=None if labels is None else np.asarray(labels),
+                             evaluator=evaluator, progress=progress)
+    sc = model.sample_config(**sample_overrides)
+    report["source"] = str(source)
+    report["generation"] = {"checkpoint": str(model.checkpoint.path), "seed": seed,
+                            **{k: v for k, v in dataclasses.asdict(sc).items()
+                               if isinstance(v, (int, float, str, bool)) or v is None}}
     return report
 
 
@@ -304,12 +371,16 @@ def format_report(report: dict[str, Any]) -> str:
     rows.append(("confident (>0.9)", report.get("confident_fraction")))
     if "class_accuracy" in report:
         rows.append(("class accuracy", report["class_accuracy"]))
+    gen = report.get("generation") or {}
+    if gen:
+        rows.append(("generated with", f"{Path(str(gen.get('checkpoint'))).name}, {gen.get('sampler')} "
+                                       f"{gen.get('steps')} steps, cfg {gen.get('cfg')}, seed {gen.get('seed')}"))
     if ev.get("held_out_accuracy") is not None:
         rows.append(("evaluator held-out acc", ev["held_out_accuracy"]))
     if ev.get("held_out_confident_fraction") is not None:
         rows.append(("real held-out confident", ev["held_out_confident_fraction"]))
     known = {"source", "n", "data", "data_checksum", "fid", "confident_fraction", "class_accuracy",
-             "evaluator"}
+             "evaluator", "generation"}
     rows += [(k, v) for k, v in report.items() if k not in known and not isinstance(v, (dict, list))]
     rows = [(k, v) for k, v in rows if v is not None]
     width = max(len(k) for k, _ in rows) + 2
@@ -320,7 +391,7 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     """Atomically write ``report`` as indented JSON to ``path``; returns the path.
 
     Example:
-        >>> write_report(report, "out/eval.json")
+        >>> write_report(report, "out/eval.json")  # doctest: +SKIP
     """
     path = Path(path)
     write_json(path, report)

@@ -172,9 +172,14 @@ class GeneratorModel:
         if n < 0:
             raise ImagegenError(f"n must be >= 0, got {n}")
         sc = self.sample_config(**sample_overrides)
-        mc = self.config.model
         seeds = [seed + i for i in range(n)]
-        return sample(self.denoiser, seeds, self.labels_for(n, class_), sc, (mc.channels, mc.resolution, mc.resolution), batch_size, progress)
+        return self.sample_seeds(seeds, self.labels_for(n, class_), sc, batch_size, progress)
+
+    def sample_seeds(self, seeds: list[int], labels: list[int] | None, sc: SampleConfig,
+                     batch_size: int = 64, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """One image per seed (and label), uint8 ``(len(seeds), H, W, C)``."""
+        mc = self.config.model
+        return sample(self.denoiser, seeds, labels, sc, (mc.channels, mc.resolution, mc.resolution), batch_size, progress)
 
     def png_text(self, seed: int, label: int | None, sc: SampleConfig) -> dict[str, Any]:
         """The parameters stored in each PNG's text chunks."""
@@ -233,12 +238,12 @@ def generate_to_folder(
     grid_imgs: list[np.ndarray] = []
     batch = 64
     for start in range(0, n, batch):
-        k = min(batch, n - start)
-        imgs = model.generate(k, seed + start, None, progress=progress, batch_size=batch, **sample_overrides) if labels is None else _generate_labeled(model, labels[start : start + k], seed + start, sc, batch, progress)
+        seeds = [seed + i for i in range(start, min(n, start + batch))]
+        labs = labels[start : start + len(seeds)] if labels is not None else None
+        imgs = model.sample_seeds(seeds, labs, sc, batch, progress)
         for j, img in enumerate(imgs):
-            i = start + j
-            lab = labels[i] if labels is not None else None
-            save_png(out / f"{seed + i:06d}.png", img, model.png_text(seed + i, lab, sc))
+            lab = labs[j] if labs is not None else None
+            save_png(out / f"{seeds[j]:06d}.png", img, model.png_text(seeds[j], lab, sc))
             if len(grid_imgs) < 100:
                 grid_imgs.append(img)
     grid_path = out / "grid.png"
@@ -248,8 +253,3 @@ def generate_to_folder(
     per_image = nfe(sc.sampler, sc.steps) * (2 if labels is not None and sc.cfg != 1.0 else 1)
     return {"out": str(out), "n": n, "grid": str(grid_path), "nfe_per_image": per_image, "seconds": time.perf_counter() - t0}
 
-
-def _generate_labeled(model: GeneratorModel, labels: list[int], seed: int, sc: SampleConfig, batch: int, progress) -> np.ndarray:
-    mc = model.config.model
-    seeds = [seed + i for i in range(len(labels))]
-    return sample(model.denoiser, seeds, labels, sc, (mc.channels, mc.resolution, mc.resolution), batch, progress)

@@ -32,7 +32,7 @@ from .data import load_dataset
 from .errors import ImagegenError
 from .generate import make_grid, sample, save_png
 from .losses import EDMLoss
-from .models.unet import build_denoiser, preset_for_resolution
+from .models.unet import PRESETS, build_denoiser, preset_for_resolution
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -167,7 +167,8 @@ class Trainer:
         return (tc.steps > 0 and self.step >= tc.steps) or (tc.budget_seconds > 0 and self.elapsed >= tc.budget_seconds)
 
 
-def make_config(data: str | Path, budget: str | float | None = None, steps: int | None = None, conditional: bool = True, **train_overrides: Any) -> RunConfig:
+def make_config(data: str | Path, budget: str | float | None = None, steps: int | None = None, conditional: bool = True,
+                preset: str | None = None, **train_overrides: Any) -> RunConfig:
     """The default RunConfig for a prepared data set, with a budget or step count.
 
     Example:
@@ -175,7 +176,9 @@ def make_config(data: str | Path, budget: str | float | None = None, steps: int 
     """
     ds = load_dataset(data)
     num_classes = ds.num_classes if conditional else 0
-    mc = ModelConfig(preset=preset_for_resolution(ds.resolution), resolution=ds.resolution, channels=ds.channels, num_classes=num_classes)
+    if preset is not None and preset not in PRESETS:
+        raise ImagegenError(f"unknown model preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    mc = ModelConfig(preset=preset or preset_for_resolution(ds.resolution), resolution=ds.resolution, channels=ds.channels, num_classes=num_classes)
     tc = TrainConfig()
     if budget is not None or steps is not None:
         tc = replace(tc, budget_seconds=parse_duration(budget) if budget is not None else 0.0, steps=int(steps or 0))

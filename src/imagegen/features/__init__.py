@@ -1,30 +1,161 @@
-"""Feature networks computed from a prepared data set and stored next to it in ``DATA/features/``.
+"""Feature networks of a prepared data set, stored next to it in ``DATA/features/``.
 
 - :mod:`imagegen.features.evaluator`: the evaluator classifier whose penultimate activations
   are FID's features on small data sets (Heusel et al. 2017 use Inception-v3; that extractor
-  is added later behind the same ``features(images)`` / ``sha256`` interface).
+  can be added later behind the same ``features(images)`` / ``sha256`` interface).
+
+This module holds the directory-level API: where the files live, training an evaluator for a
+data set, and loading it (optionally training it first)::
+
+    DATA/features/evaluator-{arch}.safetensors   weights + JSON metadata (arch, input shape, ...)
+    DATA/features/evaluator-{arch}.json          the training report
+    DATA/features/ref-stats-{arch}.npz           reference statistics (imagegen.evaluation)
 
 Example:
     >>> from imagegen.features import load_evaluator
-    >>> ev = load_evaluator("data/mnist", train_if_missing=True)
-    >>> ev.features(images).shape
+    >>> ev = load_evaluator("data/mnist", train_if_missing=True)  # doctest: +SKIP
+    >>> ev.features(images).shape  # doctest: +SKIP
     (N, 128)
 """
 
-from .evaluator import (
-    ARCHITECTURES,
-    Evaluator,
-    evaluator_path,
-    load_evaluator,
-    train_evaluator,
-    train_evaluator_for,
-)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..atomic import write_json
+from ..errors import ImagegenError
+from .evaluator import ARCHITECTURES, Evaluator, _check_arch, train_evaluator
 
 __all__ = [
     "ARCHITECTURES",
     "Evaluator",
+    "FeatureExtractor",
     "evaluator_path",
     "load_evaluator",
     "train_evaluator",
     "train_evaluator_for",
 ]
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """What FID and the reference-statistics cache need from a feature network.
+
+    :class:`Evaluator` implements it; a later Inception-v3 extractor implements the same three
+    members, so :mod:`imagegen.evaluation` works with either.
+    """
+
+    arch: str  # names the cache file ``ref-stats-{arch}.npz``
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the weights (a cache key)."""
+        ...
+
+    def features(self, images: np.ndarray, batch_size: int = ..., progress: bool = ...) -> np.ndarray:
+        """uint8 images (N, H, W, C) -> float64 features (N, D)."""
+        ...
+
+
+def _data():  # lazy: importing imagegen.features must not require the data package
+    from .. import data
+
+    return data
+
+
+def evaluator_path(data_dir: str | Path, arch: str = "mlp") -> Path:
+    """Where the evaluator of a prepared data set lives: ``DATA/features/evaluator-{arch}.safetensors``."""
+    return Path(data_dir) / "features" / f"evaluator-{arch}.safetensors"
+
+
+def _load_labeled(data_dir: str | Path) -> Any:
+    ds = _data().load_dataset(data_dir)
+    if ds.labels is None or ds.num_classes < 2:
+        raise ImagegenError(
+            f"dataset {data_dir} has no class labels (or a single class); the evaluator is a "
+            "classifier and needs a labelled dataset with at least 2 classes"
+        )
+    return ds
+
+
+def train_evaluator_for(
+    data_dir: str | Path,
+    arch: str = "mlp",
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the evaluator of a prepared data set and store it in ``DATA/features/``.
+
+    Writes ``evaluator-{arch}.safetensors`` (weights + metadata) and ``evaluator-{arch}.json``
+    (the training report, also returned, with the paths written).
+
+    Example:
+        >>> report = train_evaluator_for("data/mnist", arch="mlp")  # doctest: +SKIP
+        >>> report["held_out_accuracy"] > 0.9  # doctest: +SKIP
+        True
+    """
+    _check_arch(arch)
+    ds = _load_labeled(data_dir)
+    evaluator, report = train_evaluator(
+        np.asarray(ds.images), ds.labels, ds.num_classes, arch=arch, seed=seed, epochs=epochs,
+        dataset_checksum=ds.checksum, progress=progress,
+    )
+    weights = evaluator.save(evaluator_path(data_dir, arch))
+    json_path = weights.with_suffix(".json")
+    report.update({
+        "num_classes": ds.num_classes,
+        "input_shape": list(evaluator.input_shape),
+        "data": str(data_dir),
+        "data_checksum": ds.checksum,
+        "sha256": evaluator.sha256,
+        "weights": str(weights),
+        "report": str(json_path),
+    })
+    write_json(json_path, report)
+    return report
+
+
+def load_evaluator(
+    data_dir: str | Path,
+    arch: str = "mlp",
+    *,
+    train_if_missing: bool = False,
+    progress: bool = True,
+) -> Evaluator:
+    """Load the evaluator of a data set (or from an explicit ``.safetensors`` weights path).
+
+    A missing evaluator, or one trained on a different version of the data set (its stored
+    checksum differs), is an :class:`ImagegenError` that says how to train it, unless
+    ``train_if_missing`` is set: then it is trained now, with a one-line notice on stderr.
+
+    Example:
+        >>> ev = load_evaluator("data/mnist", train_if_missing=True)  # doctest: +SKIP
+        >>> ev = load_evaluator("data/mnist/features/evaluator-mlp.safetensors")  # doctest: +SKIP
+    """
+    data_dir = Path(data_dir)
+    if data_dir.is_file() or data_dir.suffix == ".safetensors":
+        return Evaluator.load(data_dir)
+    _check_arch(arch)
+    checksum = _data().load_dataset(data_dir).checksum
+    path = evaluator_path(data_dir, arch)
+    problem = None
+    if not path.is_file():
+        problem = f"no {arch} evaluator for {data_dir}"
+    else:
+        evaluator = Evaluator.load(path)
+        if evaluator.dataset_checksum not in (None, checksum):
+            problem = f"the {arch} evaluator in {path} was trained on a different version of {data_dir}"
+        else:
+            return evaluator
+    command = f"imagegen features train-evaluator {data_dir}" + ("" if arch == "mlp" else f" --arch {arch}")
+    if not train_if_missing:
+        raise ImagegenError(f"{problem}; run `{command}`")
+    print(f"{problem}: training it now ({command})", file=sys.stderr)
+    train_evaluator_for(data_dir, arch, progress=progress)
+    return Evaluator.load(path)

@@ -13,7 +13,8 @@ the data set itself and use its penultimate activations as features:
 Inputs are uint8 images (N, H, W, C), scaled to [0, 1] inside. Training uses a FIXED split
 (a permutation seeded with 0: 80 % train, 20 % held out) so held-out accuracies are comparable.
 Weights are stored as safetensors with a JSON metadata block (arch, input shape, classes,
-held-out accuracy, data set checksum); never pickle.
+held-out accuracy, data set checksum); never pickle. Where the files live next to a data set
+(``DATA/features/``) is the concern of :mod:`imagegen.features`.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)  # a copy: memmaps are read-only
+    # np.array copies: dataset memmaps are read-only, which torch.from_numpy warns about
+    return torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)
 
 
 @dataclass
@@ -147,8 +149,8 @@ class Evaluator:
     """A trained evaluator classifier: features for FID, class probabilities for accuracy.
 
     Example:
-        >>> ev, report = train_evaluator(images, labels, 10)
-        >>> ev.features(images[:5]).shape
+        >>> ev, report = train_evaluator(images, labels, 10)  # doctest: +SKIP
+        >>> ev.features(images[:5]).shape  # doctest: +SKIP
         (5, 128)
     """
 
@@ -199,7 +201,7 @@ class Evaluator:
         """Penultimate 128-d activations for uint8 ``images`` (N, H, W, C), float64 (N, 128).
 
         Example:
-            >>> evaluator.features(images).shape
+            >>> evaluator.features(images).shape  # doctest: +SKIP
             (1797, 128)
         """
         return self._run(images, self.module.features, batch_size, progress, "features")
@@ -208,7 +210,7 @@ class Evaluator:
         """Class probabilities (softmax) for uint8 ``images``, float64 (N, num_classes).
 
         Example:
-            >>> evaluator.probs(images).argmax(axis=1)[:3]
+            >>> evaluator.probs(images).argmax(axis=1)[:3]  # doctest: +SKIP
             array([0, 1, 2])
         """
         fn = lambda x: torch.softmax(self.module(x), dim=1)  # noqa: E731
@@ -234,6 +236,7 @@ class Evaluator:
 
         Independent of the file format and of metadata such as the accuracy, so the same
         weights always give the same key whether trained in memory or loaded from disk.
+        Computed once; an evaluator's weights are not meant to change after training.
         """
         if self._sha256 is None:
             h = hashlib.sha256()
@@ -249,7 +252,7 @@ class Evaluator:
         """Atomically write the weights and metadata to a safetensors file; returns the path.
 
         Example:
-            >>> evaluator.save("DATA/features/evaluator-mlp.safetensors")
+            >>> evaluator.save("DATA/features/evaluator-mlp.safetensors")  # doctest: +SKIP
         """
         path = Path(path)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.module.state_dict().items()}
@@ -263,7 +266,7 @@ class Evaluator:
         """Load an evaluator written by :meth:`save`.
 
         Example:
-            >>> ev = Evaluator.load("DATA/features/evaluator-mlp.safetensors")
+            >>> ev = Evaluator.load("DATA/features/evaluator-mlp.safetensors")  # doctest: +SKIP
         """
         path = Path(path)
         if not path.is_file():
@@ -285,7 +288,8 @@ class Evaluator:
         try:
             module.load_state_dict(tensors)
         except RuntimeError as exc:
-            raise ImagegenError(f"evaluator weights {path} do not match the {arch} architecture: {exc}") from exc
+            raise ImagegenError(
+                f"evaluator weights {path} do not match the {arch} architecture: {exc}") from exc
         known = {"format", "arch", "input_shape", "num_classes", "feature_dim", "held_out_accuracy",
                  "dataset_checksum"}
         return cls(arch=arch, input_shape=input_shape, num_classes=num_classes, module=module,
@@ -375,7 +379,8 @@ def train_evaluator(
     if num_classes < 2:
         raise ImagegenError(f"an evaluator needs at least 2 classes, got {num_classes}")
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ImagegenError(f"labels must lie in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]")
+        raise ImagegenError(
+            f"labels must lie in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]")
     if len(images) < 10:
         raise ImagegenError(f"too few images to train an evaluator: {len(images)}")
     lr = DEFAULT_LR[arch] if lr is None else float(lr)
@@ -415,3 +420,11 @@ def train_evaluator(
     }
     return evaluator, report
 
+
+def __getattr__(name: str) -> Any:
+    """The directory-level API lives in :mod:`imagegen.features`; re-exported here on access."""
+    if name in ("train_evaluator_for", "load_evaluator", "evaluator_path"):
+        from .. import features
+
+        return getattr(features, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,106 @@
+"""Training and sampling speed on this machine, next to the fp32 matmul ceiling.
+
+Measures, side by side in one run (medians over repeats, so a noisy shared machine shows):
+  - fp32 matmul GFLOP/s (2048 x 2048), the ceiling;
+  - training img/s and achieved GFLOP/s of the default model (FLOPs of one forward+backward
+    counted with torch.utils.flop_counter), and its ratio to the ceiling;
+  - sampling img/s with 18 Heun steps (35 network evaluations per image).
+
+Usage:
+    python benchmarks/train_speed.py                 # defaults: unet-28, batch 128
+    python benchmarks/train_speed.py --preset unet-32 --batch 64 --repeats 5
+Prints a Markdown table to paste into benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from imagegen.config import SampleConfig
+from imagegen.generate import sample
+from imagegen.losses import EDMLoss
+from imagegen.models.unet import PRESETS, build_denoiser
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(repeats: int) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    t = median_time(lambda: a @ b, repeats * 3, warmup=2)
+    return 2 * 2048**3 / t / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="unet-28", choices=list(PRESETS))
+    p.add_argument("--resolution", type=int, default=28)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--sample-batch", type=int, default=100)
+    a = p.parse_args()
+
+    torch.manual_seed(0)
+    D = build_denoiser(a.preset, channels=1, num_classes=10)
+    params = sum(q.numel() for q in D.parameters())
+    opt = torch.optim.Adam(D.parameters(), lr=1e-4, foreach=True)
+    loss_fn = EDMLoss(label_dropout=0.1)
+    x = torch.rand(a.batch, 1, a.resolution, a.resolution) * 2 - 1
+    labels = torch.randint(0, 10, (a.batch,))
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss = loss_fn(D, x, labels, generator=gen).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        loss_fn(D, x, labels, generator=gen).mean().backward()
+    flops = fc.get_total_flops()
+
+    # interleave the measurements so machine noise hits them alike
+    mm, tr, sm = [], [], []
+    sc = SampleConfig(steps=18)
+    shape = (1, a.resolution, a.resolution)
+    D.eval()
+    for r in range(3):
+        mm.append(matmul_gflops(max(1, a.repeats // 3)))
+        D.train()
+        tr.append(median_time(step, max(2, a.repeats // 3)))
+        D.eval()
+        sm.append(median_time(lambda: sample(D, list(range(a.sample_batch)), [i % 10 for i in range(a.sample_batch)], sc, shape, a.sample_batch), 1, warmup=0 if r else 1))
+    ceiling = statistics.median(mm)
+    t_step = statistics.median(tr)
+    t_sample = statistics.median(sm)
+    achieved = flops / t_step / 1e9
+
+    print(f"## Speed, {date.today().isoformat()}, {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print("| quantity | value |")
+    print("|---|---|")
+    print(f"| model | {a.preset}, {params / 1e6:.2f} M parameters, {a.resolution}x{a.resolution}x1, 10 classes |")
+    print(f"| fp32 matmul 2048^2 (ceiling) | {ceiling:.1f} GFLOP/s |")
+    print(f"| training step, batch {a.batch} | {t_step * 1000:.0f} ms |")
+    print(f"| training throughput | {a.batch / t_step:.0f} img/s |")
+    print(f"| FLOPs per training image (fwd+bwd) | {flops / a.batch / 1e9:.3f} GFLOP |")
+    print(f"| training achieved | {achieved:.1f} GFLOP/s = {100 * achieved / ceiling:.0f}% of matmul |")
+    print(f"| sampling, Heun 18 steps (35 NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -79,3 +79,38 @@ def test_make_grid_layout():
     assert g.shape == (2 * 3 + 1, 3 * 3 + 1, 1)
     assert np.array_equal(g[1:3, 4:6], imgs[1])
     assert np.array_equal(g[4:6, 1:3], imgs[3])
+
+
+def test_guidance_interval_switches_between_guided_and_plain():
+    class Lin(torch.nn.Module):
+        num_classes = 3
+
+        def forward(self, x, sigma, labels):
+            return x * 0 + labels.view(-1, 1).float()
+
+    lab = torch.tensor([0, 2])
+    d = guided(Lin(), lab, 2.0, (0.5, 5.0))
+    x = torch.zeros(2, 1)
+    torch.testing.assert_close(d(x, torch.full((2,), 1.0)), torch.tensor([[-3.0], [1.0]]))  # inside
+    torch.testing.assert_close(d(x, torch.full((2,), 10.0)), torch.tensor([[0.0], [2.0]]))  # above
+    torch.testing.assert_close(d(x, torch.full((2,), 0.5)), torch.tensor([[0.0], [2.0]]))  # at lo: outside
+
+
+def test_network_evaluation_count_matches_calls(tiny_run):
+    from imagegen.config import SampleConfig
+    from imagegen.generate import network_evaluations, sample
+
+    model = load(tiny_run)
+    calls = []
+    real_forward = model.denoiser.forward
+
+    def counting(x, sigma, labels=None):
+        calls.append(x.shape[0])
+        return real_forward(x, sigma, labels)
+
+    model.denoiser.forward = counting
+    for sc in (SampleConfig(steps=5), SampleConfig(steps=5, cfg=2.0), SampleConfig(steps=5, cfg=2.0, cfg_sigma_lo=0.3, cfg_sigma_hi=5.0),
+               SampleConfig(sampler="euler", steps=7, cfg=3.0)):
+        calls.clear()
+        sample(model.denoiser, [0], [1], sc, (1, 8, 8))
+        assert sum(calls) == network_evaluations(sc, conditional=True), sc

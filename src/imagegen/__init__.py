@@ -5,12 +5,35 @@ Example:
     >>> imagegen.import_images("builtin:mnist5k", "data/mnist5k")
     >>> imagegen.train("data/mnist5k", "runs/mnist", budget="10m")
     >>> images = imagegen.load("runs/mnist").generate(n=16, seed=0)
+    >>> report = imagegen.evaluate("runs/mnist", "data/mnist5k", n=2000)
+
+Names are imported lazily, so ``imagegen --help`` answers without loading torch.
 """
 
-from .data import import_images, load_dataset
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import ImagegenError
-from .generate import load
-from .training import train
 
 __version__ = "0.1.0"
-__all__ = ["import_images", "load_dataset", "load", "train", "ImagegenError", "__version__"]
+
+_API = {
+    "import_images": "data",
+    "load_dataset": "data",
+    "train": "training",
+    "load": "generate",
+    "evaluate": "evaluation",
+}
+__all__ = [*_API, "ImagegenError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'imagegen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -35,7 +35,7 @@ class TrainConfig:
 
     budget_seconds: float = 600.0  # 0 means: no time limit (then `steps` must be set)
     steps: int = 0  # 0 means: no step limit (then `budget_seconds` must be set)
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-3
     warmup_fraction: float = 0.03
     final_lr_fraction: float = 0.05
@@ -61,7 +61,9 @@ class SampleConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    cfg: float = 1.0
+    cfg: float = 1.0  # classifier-free guidance weight; 1 = plain conditional
+    cfg_sigma_lo: float = 0.0  # guidance applies only for cfg_sigma_lo < sigma <= cfg_sigma_hi
+    cfg_sigma_hi: float = 1000.0  # (Kynkaanniemi et al. 2024, "guidance in a limited interval")
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,37 @@ from .models.unet import build_denoiser
 from .samplers import SAMPLERS, karras_sigmas, nfe
 
 
-def guided(denoiser: Denoiser, labels: torch.Tensor | None, cfg: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Return ``D(x, sigma)`` for fixed labels, with classifier-free guidance weight ``cfg``."""
+def guided(
+    denoiser: Denoiser, labels: torch.Tensor | None, cfg: float, interval: tuple[float, float] = (0.0, float("inf"))
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Return ``D(x, sigma)`` for fixed labels, with classifier-free guidance weight ``cfg``.
+
+    Guidance applies where ``interval[0] < sigma <= interval[1]`` (Kynkaanniemi et al. 2024);
+    elsewhere the plain conditional denoiser is used (one evaluation instead of two).
+    """
     if labels is None or cfg == 1.0:
         return lambda x, sigma: denoiser(x, sigma, labels)
     null = torch.full_like(labels, denoiser.num_classes)
+    lo, hi = interval
 
     def d(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if not lo < float(sigma.max()) <= hi:
+            return denoiser(x, sigma, labels)
         both = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([labels, null]))
         cond, uncond = both.chunk(2)
         return uncond + cfg * (cond - uncond)
 
     return d
+
+
+def network_evaluations(sc: SampleConfig, conditional: bool) -> int:
+    """Network evaluations per image: the sampler's NFE, with guided ones counted twice."""
+    sigmas = karras_sigmas(sc.steps, sc.sigma_min, sc.sigma_max, sc.rho).tolist()
+    at = sigmas[:-1] if sc.sampler == "euler" else sigmas[:-1] + [s for s in sigmas[1:] if s > 0]
+    assert len(at) == nfe(sc.sampler, sc.steps)
+    if not conditional or sc.cfg == 1.0:
+        return len(at)
+    return sum(2 if sc.cfg_sigma_lo < s <= sc.cfg_sigma_hi else 1 for s in at)
 
 
 def initial_noise(shape: tuple[int, ...], seeds: list[int]) -> torch.Tensor:
@@ -73,7 +92,7 @@ def sample(
         lab = None
         if labels is not None:
             lab = torch.tensor(labels[start : start + batch_size], dtype=torch.long)
-        x = fn(guided(denoiser, lab, sc.cfg), x, sigmas)
+        x = fn(guided(denoiser, lab, sc.cfg, (sc.cfg_sigma_lo, sc.cfg_sigma_hi)), x, sigmas)
         out.append(to_uint8(x))
         if progress is not None:
             progress(len(chunk))
@@ -190,7 +209,7 @@ class GeneratorModel:
             "seed": seed,
             "sampler": sc.sampler,
             "steps": sc.steps,
-            "nfe": nfe(sc.sampler, sc.steps) * (2 if label is not None and sc.cfg != 1.0 else 1),
+            "nfe": network_evaluations(sc, label is not None),
             "cfg": sc.cfg,
         }
         if label is not None:
@@ -250,6 +269,6 @@ def generate_to_folder(
     if grid_imgs:
         cols = model.num_classes if model.num_classes and class_ is None and len(grid_imgs) >= model.num_classes else None
         save_png(grid_path, make_grid(np.stack(grid_imgs), cols))
-    per_image = nfe(sc.sampler, sc.steps) * (2 if labels is not None and sc.cfg != 1.0 else 1)
+    per_image = network_evaluations(sc, labels is not None)
     return {"out": str(out), "n": n, "grid": str(grid_path), "nfe_per_image": per_image, "seconds": time.perf_counter() - t0}
 

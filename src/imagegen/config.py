@@ -61,7 +61,7 @@ class SampleConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    cfg: float = 1.0  # classifier-free guidance weight; 1 = plain conditional
+    cfg: float = 1.6  # classifier-free guidance weight; 1 = plain conditional
     cfg_sigma_lo: float = 0.0  # guidance applies only for cfg_sigma_lo < sigma <= cfg_sigma_hi
     cfg_sigma_hi: float = 1000.0  # (Kynkaanniemi et al. 2024, "guidance in a limited interval")
 

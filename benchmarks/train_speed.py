@@ -7,7 +7,7 @@ Measures, side by side in one run (medians over repeats, so a noisy shared machi
   - sampling img/s with 18 Heun steps (35 network evaluations per image).
 
 Usage:
-    python benchmarks/train_speed.py                 # defaults: unet-28, batch 128
+    python benchmarks/train_speed.py                 # defaults: unet-28, batch 64
     python benchmarks/train_speed.py --preset unet-32 --batch 64 --repeats 5
 Prints a Markdown table to paste into benchmarks/RESULTS.md.
 """
@@ -50,7 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="unet-28", choices=list(PRESETS))
     p.add_argument("--resolution", type=int, default=28)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--sample-batch", type=int, default=100)
     a = p.parse_args()
@@ -76,7 +76,7 @@ def main() -> None:
 
     # interleave the measurements so machine noise hits them alike
     mm, tr, sm = [], [], []
-    sc = SampleConfig(steps=18)
+    sc = SampleConfig(steps=18, cfg=1.0)  # unguided: 35 network evaluations per image
     shape = (1, a.resolution, a.resolution)
     D.eval()
     for r in range(3):

@@ -27,7 +27,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert run("train", data, "--out", runs, "--resume", "--steps", 6) == 0
     assert "done: 6 steps" in capsys.readouterr().out
 
-    assert run("generate", runs, "-n", 12, "--steps", 3, "--seed", 5, "--out", out) == 0
+    assert run("generate", runs, "-n", 12, "--steps", 3, "--seed", 5, "--cfg", 1, "--out", out) == 0
     msg = capsys.readouterr().out
     assert "wrote 12 PNGs" in msg and "5 network evaluations per image" in msg
     assert len(list(out.glob("0*.png"))) == 12 and (out / "grid.png").is_file()

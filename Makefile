@@ -39,7 +39,7 @@ demo: $(RUN)/.done
 	@echo "evaluation:   $(OUT)/evaluation.json"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

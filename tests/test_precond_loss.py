@@ -68,35 +68,35 @@ def test_edm_loss_equals_weighted_mse_with_same_randomness():
     torch.testing.assert_close(loss, manual)
 
 
+class SpyDenoiser(torch.nn.Module):
+    """An identity denoiser that records the sigmas and labels the loss feeds it."""
+
+    sigma_data = 0.5
+
+    def __init__(self, num_classes: int = 0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def forward(self, x, sigma, labels=None):
+        self.calls.append((sigma.clone(), None if labels is None else labels.clone()))
+        return x
+
+
 def test_log_normal_sigma_distribution():
     # ln(sigma) ~ N(P_mean, P_std^2): check through the loss's own draws
-    seen = []
-
-    class Spy(torch.nn.Module):
-        sigma_data, num_classes = 0.5, 0
-
-        def forward(self, x, sigma, labels=None):
-            seen.append(sigma.clone())
-            return x
-
-    EDMLoss(p_mean=-1.2, p_std=1.2)(Spy(), torch.zeros(50_000, 1, 1, 1), generator=torch.Generator().manual_seed(1))
-    ln = seen[0].log()
+    spy = SpyDenoiser()
+    EDMLoss(p_mean=-1.2, p_std=1.2)(spy, torch.zeros(50_000, 1, 1, 1), generator=torch.Generator().manual_seed(1))
+    ln = spy.calls[0][0].log()
     assert ln.mean().item() == pytest.approx(-1.2, abs=0.02)
     assert ln.std().item() == pytest.approx(1.2, rel=0.02)
 
 
 def test_label_dropout_uses_null_class():
-    seen = []
-
-    class Spy(torch.nn.Module):
-        sigma_data, num_classes = 0.5, 10
-
-        def forward(self, x, sigma, labels=None):
-            seen.append(labels.clone())
-            return x
-
+    spy = SpyDenoiser(num_classes=10)
     labels = torch.zeros(20_000, dtype=torch.long)
-    EDMLoss(label_dropout=0.25)(Spy(), torch.zeros(20_000, 1, 1, 1), labels, generator=torch.Generator().manual_seed(2))
+    EDMLoss(label_dropout=0.25)(spy, torch.zeros(20_000, 1, 1, 1), labels, generator=torch.Generator().manual_seed(2))
+    seen = [spy.calls[0][1]]
     frac_null = (seen[0] == 10).float().mean().item()
     assert frac_null == pytest.approx(0.25, abs=0.015)
     assert set(seen[0].unique().tolist()) == {0, 10}

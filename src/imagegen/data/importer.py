@@ -27,13 +27,15 @@ New sources (archives, URLs) plug into :func:`import_images` by producing the sa
 
 from __future__ import annotations
 
+import contextlib
+
 import numbers
 import os
 import stat
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -79,6 +81,29 @@ def _is_gray(im: Image.Image) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _pillow_errors(other: str) -> Iterator[None]:
+    """Turn Pillow's many exception types into a :class:`Rejected` with a reason.
+
+    ``other`` formats any unexpected error (``{e}``, ``{type}``); Pillow raises many types
+    on bad headers and data.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except Rejected:
+        raise
+    except Image.DecompressionBombError as e:
+        raise Rejected(f"image too large ({e})") from e
+    except UnidentifiedImageError as e:
+        raise Rejected("not an image (cannot identify image file)") from e
+    except PermissionError as e:
+        raise Rejected(f"cannot read file ({e.strerror or e})") from e
+    except Exception as e:
+        raise Rejected(other.format(e=e, type=type(e).__name__)) from e
+
+
 def probe_image(path: Path) -> bool:
     """Check a file's header without decoding pixels; return True when it is grayscale.
 
@@ -98,20 +123,10 @@ def probe_image(path: Path) -> bool:
         raise Rejected("not a regular file")
     if st.st_size == 0:
         raise Rejected("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
-                gray = _is_gray(im)
-    except Image.DecompressionBombError as e:
-        raise Rejected(f"image too large ({e})") from e
-    except UnidentifiedImageError as e:
-        raise Rejected("not an image (cannot identify image file)") from e
-    except PermissionError as e:
-        raise Rejected(f"cannot read file ({e.strerror or e})") from e
-    except Exception as e:  # Pillow raises many types on bad headers
-        raise Rejected(f"corrupt image header: {e}") from e
+    with _pillow_errors("corrupt image header: {e}"):
+        with Image.open(path) as im:
+            width, height = im.size
+            gray = _is_gray(im)
     if width * height > MAX_PIXELS:
         raise Rejected(f"image too large ({width}x{height} = {width * height} pixels "
                        f"> limit {MAX_PIXELS})")
@@ -152,30 +167,20 @@ def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
         >>> decode_image(Path("photos/cat/1.jpg"), 64, 3).shape  # doctest: +SKIP
         (64, 64, 3)
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise Rejected(f"image too large ({im.width * im.height} pixels "
-                                   f"> limit {MAX_PIXELS})")
-                if im.format == "JPEG":
-                    im.draft(im.mode, (size, size))  # cheap DCT downscale, still >= size
-                try:
-                    im.load()
-                except Exception as e:
-                    raise Rejected(f"truncated or corrupt image: {e}") from e
-                im = ImageOps.exif_transpose(im) or im
-                im = fit_square(_to_mode(im, "L" if channels == 1 else "RGB"), size)
-                arr = np.asarray(im, dtype=np.uint8)
-    except Rejected:
-        raise
-    except Image.DecompressionBombError as e:
-        raise Rejected(f"image too large ({e})") from e
-    except UnidentifiedImageError as e:
-        raise Rejected("not an image (cannot identify image file)") from e
-    except Exception as e:
-        raise Rejected(f"cannot decode image: {type(e).__name__}: {e}") from e
+    with _pillow_errors("cannot decode image: {type}: {e}"):
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise Rejected(f"image too large ({im.width * im.height} pixels "
+                               f"> limit {MAX_PIXELS})")
+            if im.format == "JPEG":
+                im.draft(im.mode, (size, size))  # cheap DCT downscale, still >= size
+            try:
+                im.load()
+            except Exception as e:
+                raise Rejected(f"truncated or corrupt image: {e}") from e
+            im = ImageOps.exif_transpose(im) or im
+            im = fit_square(_to_mode(im, "L" if channels == 1 else "RGB"), size)
+            arr = np.asarray(im, dtype=np.uint8)
     return arr[..., None] if channels == 1 else arr
 
 

@@ -1,0 +1,98 @@
+"""Peer baseline: lucidrains' denoising-diffusion-pytorch (``Unet`` + ``GaussianDiffusion``).
+
+It imports torchvision, whose PyPI wheel does not import beside the local CPU torch 2.13.0,
+so it runs in its own virtual environment with the torch/torchvision pair that lies on this
+machine's disk (x86_64):
+
+    python3 -m venv /tmp/lucid-venv
+    /tmp/lucid-venv/bin/pip install torch==2.14.1 torchvision==0.29.1
+    /tmp/lucid-venv/bin/pip install denoising-diffusion-pytorch torch==2.14.1 torchvision==0.29.1
+    /tmp/lucid-venv/bin/python benchmarks/peers/lucidrains_ddpm.py data/mnist5k out/peer-lucidrains --budget 600
+    .venv/bin/imagegen evaluate out/peer-lucidrains --data data/mnist5k
+
+Configured as a capable user would for a short CPU budget: the library's standard
+unconditional ``Unet`` made small (dim 16, dim_mults (1, 2, 4): 28 -> 14 -> 7), its
+``GaussianDiffusion`` with 1,000 steps (its defaults: sigmoid schedule, pred_v objective) and
+``sampling_timesteps=50`` (DDIM), Adam at 1e-3 with a 3% warm-up and cosine decay over the
+wall-clock budget, batch 64, EMA of the weights (decay 0.995). Our own loop instead of its
+``Trainer`` (which reads image files and saves pickled checkpoints), so the budget is wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+from PIL import Image
+
+
+def load_prepared(path: Path) -> np.ndarray:
+    manifest = json.loads((path / "manifest.json").read_text())
+    return np.concatenate([np.load(path / s["images"], allow_pickle=False) for s in manifest["shards"]])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data")
+    p.add_argument("out")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds")
+    p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    a = p.parse_args()
+    torch.manual_seed(0)
+
+    x_all = torch.from_numpy(load_prepared(Path(a.data))).permute(0, 3, 1, 2).float() / 255.0  # it normalises itself
+    unet = Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
+    diffusion = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=50)
+    ema = copy.deepcopy(diffusion).eval().requires_grad_(False)
+    params = sum(q.numel() for q in unet.parameters())
+    opt = torch.optim.Adam(diffusion.parameters(), lr=a.lr)
+
+    t0 = time.perf_counter()
+    step = 0
+    while (elapsed := time.perf_counter() - t0) < a.budget:
+        frac = elapsed / a.budget
+        lr = a.lr * (frac / 0.03 if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * (frac - 0.03) / 0.97)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = diffusion(x_all[torch.randint(0, len(x_all), (a.batch,))])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), diffusion.parameters()):
+                pe.lerp_(pm, 1 - 0.995)
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
+    train_seconds = time.perf_counter() - t0
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, a.n, 100):
+            k = min(100, a.n - start)
+            torch.manual_seed(start)
+            imgs = (ema.sample(batch_size=k).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()
+            for i, img in enumerate(imgs):
+                Image.fromarray(img).save(out / f"{start + i:06d}.png")
+    sample_seconds = time.perf_counter() - t1
+    summary = {"peer": "denoising-diffusion-pytorch Unet + GaussianDiffusion, DDIM 50", "params": params,
+               "steps": step, "train_seconds": round(train_seconds, 1),
+               "train_img_per_s": round(step * a.batch / train_seconds, 1),
+               "sample_img_per_s": round(a.n / sample_seconds, 2), "torch": torch.__version__}
+    (out / "peer.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -18,40 +18,23 @@ set (uint8 .npy shards) directly with numpy, writes PNGs with a ``class`` text c
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from common import budget_lr, load_prepared, parse_args, update_ema
 from PIL import Image, PngImagePlugin
 
 
-def load_prepared(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    manifest = json.loads((path / "manifest.json").read_text())
-    xs, ys = [], []
-    for shard in manifest["shards"]:
-        xs.append(np.load(path / shard["images"], allow_pickle=False))
-        ys.append(np.load(path / shard["labels"], allow_pickle=False))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data")
-    p.add_argument("out")
-    p.add_argument("--budget", type=float, default=600.0, help="training seconds")
-    p.add_argument("-n", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    a = p.parse_args()
+    a = parse_args(__doc__, batch=128)
     torch.manual_seed(0)
 
-    images, labels = load_prepared(Path(a.data))
+    images, labels = load_prepared(a.data)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     y_all = torch.from_numpy(labels).long()
     model = UNet2DModel(
@@ -69,8 +52,7 @@ def main() -> None:
     t0 = time.perf_counter()
     step = 0
     while (elapsed := time.perf_counter() - t0) < a.budget:
-        frac = elapsed / a.budget
-        lr = a.lr * (frac / 0.03 if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * (frac - 0.03) / 0.97)))
+        lr = budget_lr(a.lr, elapsed / a.budget)
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(0, len(x_all), (a.batch,))
@@ -82,9 +64,7 @@ def main() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - 0.995)
+        update_ema(ema, model)
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)

@@ -20,36 +20,23 @@ wall-clock budget, batch 64, EMA of the weights (decay 0.995). Our own loop inst
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+from common import budget_lr, load_prepared, parse_args, update_ema
 from PIL import Image
 
 
-def load_prepared(path: Path) -> np.ndarray:
-    manifest = json.loads((path / "manifest.json").read_text())
-    return np.concatenate([np.load(path / s["images"], allow_pickle=False) for s in manifest["shards"]])
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data")
-    p.add_argument("out")
-    p.add_argument("--budget", type=float, default=600.0, help="training seconds")
-    p.add_argument("-n", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    a = p.parse_args()
+    a = parse_args(__doc__, batch=64)
     torch.manual_seed(0)
 
-    x_all = torch.from_numpy(load_prepared(Path(a.data))).permute(0, 3, 1, 2).float() / 255.0  # it normalises itself
+    x_all = torch.from_numpy(load_prepared(a.data)[0]).permute(0, 3, 1, 2).float() / 255.0  # it normalises itself
     unet = Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
     diffusion = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=50)
     ema = copy.deepcopy(diffusion).eval().requires_grad_(False)
@@ -59,17 +46,14 @@ def main() -> None:
     t0 = time.perf_counter()
     step = 0
     while (elapsed := time.perf_counter() - t0) < a.budget:
-        frac = elapsed / a.budget
-        lr = a.lr * (frac / 0.03 if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * (frac - 0.03) / 0.97)))
+        lr = budget_lr(a.lr, elapsed / a.budget)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = diffusion(x_all[torch.randint(0, len(x_all), (a.batch,))])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), diffusion.parameters()):
-                pe.lerp_(pm, 1 - 0.995)
+        update_ema(ema, diffusion)
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)

@@ -1,0 +1,48 @@
+"""What the peer scripts share: arguments, reading imagegen's prepared data, the LR schedule
+and the EMA. Plain numpy/torch, so it runs in each peer's own virtual environment (the peer
+scripts import it from their own folder; they do not import imagegen)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def parse_args(doc: str, batch: int) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="a prepared imagegen data set (data/mnist5k)")
+    p.add_argument("out", help="folder for the sample PNGs and peer.json")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds")
+    p.add_argument("-n", type=int, default=2000, help="samples to write")
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=1e-3)
+    return p.parse_args()
+
+
+def load_prepared(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 images (N, H, W, C) and int labels (or None) of an imagegen data set, no pickle."""
+    path = Path(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    xs = [np.load(path / s["images"], allow_pickle=False) for s in manifest["shards"]]
+    if not all(s.get("labels") for s in manifest["shards"]):
+        return np.concatenate(xs), None
+    ys = [np.load(path / s["labels"], allow_pickle=False) for s in manifest["shards"]]
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def budget_lr(peak: float, frac: float, warmup: float = 0.03) -> float:
+    """Linear warm-up over ``warmup`` of the budget, then cosine decay to 0 at its end."""
+    if frac < warmup:
+        return peak * frac / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - warmup) / (1 - warmup))))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float = 0.995) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)

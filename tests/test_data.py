@@ -269,3 +269,22 @@ def test_error_messages(tmp_path: Path) -> None:
     with pytest.raises(ImagegenError, match="inside"):
         import_images(str(tmp_path / "plain"), tmp_path / "plain" / "ds", progress=False)
     assert not (tmp_path / "out").exists()  # nothing written on failure
+
+
+def test_preview_grid_has_one_row_per_class(tmp_path):
+    from PIL import Image
+
+    from imagegen.cli import main
+    from imagegen.data import import_images, load_dataset
+
+    import_images("builtin:digits", tmp_path / "d", progress=False)
+    assert main(["data", "preview", str(tmp_path / "d"), "--per-row", "4"]) == 0
+    grid = np.asarray(Image.open(tmp_path / "d" / "preview.png"))
+    pad, h = 2, 8
+    assert grid.shape == (10 * (h + pad) + pad, 4 * (h + pad) + pad)
+    ds = load_dataset(tmp_path / "d")
+    # every tile of row c is an image of class c from the data set
+    for c in (0, 7):
+        tile = grid[pad + c * (h + pad): pad + c * (h + pad) + h, pad: pad + h]
+        same = np.all(ds.images[..., 0] == tile, axis=(1, 2))
+        assert same.any() and set(ds.labels[same].tolist()) == {c}

@@ -58,6 +58,12 @@ def cmd_data_info(a: argparse.Namespace) -> str:
     return describe(load_dataset(a.data, verify=a.verify))
 
 
+def cmd_data_preview(a: argparse.Namespace) -> str:
+    from .data import preview
+
+    return f"wrote {preview(a.data, a.out, a.per_row, a.seed)}"
+
+
 def cmd_train_evaluator(a: argparse.Namespace) -> str:
     from .features import train_evaluator_for
 
@@ -128,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("data")
     d.add_argument("--verify", action="store_true", help="re-hash every shard against the manifest")
     d.set_defaults(fn=cmd_data_info)
+    d = data.add_parser("preview", help="write a grid PNG of the data set (one row per class)",
+                        epilog="examples:\n  imagegen data preview data/mnist5k\n  imagegen data preview data/mnist5k --out docs/mnist.png --per-row 16",
+                        formatter_class=raw)
+    d.add_argument("data")
+    d.add_argument("--out", help="PNG path (default DATA/preview.png)")
+    d.add_argument("--per-row", type=int, default=10, help="images per row (default 10)")
+    d.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
+    d.set_defaults(fn=cmd_data_preview)
 
     feats = verbs.add_parser("features", help="feature networks (the evaluator)").add_subparsers(dest="features_verb", metavar="ACTION", required=True)
     f = feats.add_parser("train-evaluator", help="train the evaluator classifier used for FID", epilog=EPILOG_FEATURES, formatter_class=raw)

@@ -16,12 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
 
-from .atomic import atomic_path
 from .checkpoint import Checkpoint, latest_checkpoint, load_checkpoint
 from .config import RunConfig, SampleConfig
 from .errors import ImagegenError
+from .images import make_grid, save_png, to_pil  # noqa: F401  (re-exported)
 from .models.precond import Denoiser
 from .models.unet import build_denoiser
 from .samplers import SAMPLERS, karras_sigmas, nfe
@@ -102,32 +101,6 @@ def sample(
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[-1, 1]`` float NCHW -> uint8 NHWC (round to nearest)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile uint8 ``(N, H, W, C)`` images into one ``(rows*H, cols*W, C)`` image."""
-    n, h, w, c = images.shape
-    cols = cols or max(1, int(np.ceil(np.sqrt(n))))
-    rows = max(1, -(-n // cols))
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = img
-    return grid
-
-
-def to_pil(image: np.ndarray) -> Image.Image:
-    """uint8 ``(H, W, C)`` -> PIL image (mode L for one channel, RGB for three)."""
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-
-
-def save_png(path: str | Path, image: np.ndarray, text: dict[str, Any] | None = None) -> None:
-    """Write a uint8 image as PNG atomically, with ``text`` as PNG tEXt chunks."""
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(k, str(v))
-    with atomic_path(path, suffix=".png") as tmp:
-        to_pil(image).save(tmp, format="PNG", pnginfo=info)
 
 
 class GeneratorModel:

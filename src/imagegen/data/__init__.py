@@ -13,5 +13,6 @@ Example:
 from imagegen.data.builtin import BUILTINS
 from imagegen.data.dataset import PreparedDataset, describe, load_dataset
 from imagegen.data.importer import import_images
+from imagegen.data.preview import preview
 
-__all__ = ["BUILTINS", "PreparedDataset", "describe", "import_images", "load_dataset"]
+__all__ = ["BUILTINS", "PreparedDataset", "describe", "import_images", "load_dataset", "preview"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,24 @@ def budget_lr(peak: float, frac: float, warmup: float = 0.03) -> float:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float = 0.995) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.lerp_(pm, 1 - decay)
+
+
+def train_for_budget(a: argparse.Namespace, model: torch.nn.Module, ema: torch.nn.Module,
+                     opt: torch.optim.Optimizer, batch_loss, log_every: int) -> tuple[int, float]:
+    """Optimise ``batch_loss()`` (a fresh random batch each call) for ``a.budget`` seconds,
+    with :func:`budget_lr` and :func:`update_ema` each step; returns (steps, seconds)."""
+    t0 = time.perf_counter()
+    step = 0
+    while (elapsed := time.perf_counter() - t0) < a.budget:
+        lr = budget_lr(a.lr, elapsed / a.budget)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = batch_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        update_ema(ema, model)
+        step += 1
+        if step % log_every == 0:
+            print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
+    return step, time.perf_counter() - t0

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from common import budget_lr, load_prepared, parse_args, update_ema
+from common import load_prepared, parse_args, train_for_budget
 from PIL import Image, PngImagePlugin
 
 
@@ -49,26 +49,15 @@ def main() -> None:
     sched = DDPMScheduler(num_train_timesteps=1000)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
 
-    t0 = time.perf_counter()
-    step = 0
-    while (elapsed := time.perf_counter() - t0) < a.budget:
-        lr = budget_lr(a.lr, elapsed / a.budget)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def batch_loss() -> torch.Tensor:
         idx = torch.randint(0, len(x_all), (a.batch,))
         x0, y = x_all[idx], y_all[idx]
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (a.batch,))
         pred = model(sched.add_noise(x0, noise, t), t, class_labels=y).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        update_ema(ema, model)
-        step += 1
-        if step % 50 == 0:
-            print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
-    train_seconds = time.perf_counter() - t0
+        return torch.nn.functional.mse_loss(pred, noise)
+
+    step, train_seconds = train_for_budget(a, model, ema, opt, batch_loss, log_every=50)
 
     ddim = DDIMScheduler.from_config(sched.config)
     ddim.set_timesteps(50)

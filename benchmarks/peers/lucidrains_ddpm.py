@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from denoising_diffusion_pytorch import GaussianDiffusion, Unet
-from common import budget_lr, load_prepared, parse_args, update_ema
+from common import load_prepared, parse_args, train_for_budget
 from PIL import Image
 
 
@@ -43,21 +43,8 @@ def main() -> None:
     params = sum(q.numel() for q in unet.parameters())
     opt = torch.optim.Adam(diffusion.parameters(), lr=a.lr)
 
-    t0 = time.perf_counter()
-    step = 0
-    while (elapsed := time.perf_counter() - t0) < a.budget:
-        lr = budget_lr(a.lr, elapsed / a.budget)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = diffusion(x_all[torch.randint(0, len(x_all), (a.batch,))])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        update_ema(ema, diffusion)
-        step += 1
-        if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
-    train_seconds = time.perf_counter() - t0
+    step, train_seconds = train_for_budget(
+        a, diffusion, ema, opt, lambda: diffusion(x_all[torch.randint(0, len(x_all), (a.batch,))]), log_every=100)
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ checkpoint whose ``.safetensors`` exists is complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path
 from .config import RunConfig
+from .data.dataset import sha256_file
 from .errors import ImagegenError
 
 FORMAT = "imagegen-checkpoint"
@@ -47,14 +47,6 @@ class Checkpoint:
 
     def sha256(self) -> str:
         return sha256_file(self.path)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_path(run: str | Path, step: int) -> Path:

@@ -32,7 +32,7 @@ from .data import load_dataset
 from .errors import ImagegenError
 from .generate import make_grid, sample, save_png
 from .losses import EDMLoss
-from .models.unet import PRESETS, build_denoiser, preset_for_resolution
+from .models.unet import build_denoiser, check_preset, preset_for_resolution
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -176,8 +176,8 @@ def make_config(data: str | Path, budget: str | float | None = None, steps: int 
     """
     ds = load_dataset(data)
     num_classes = ds.num_classes if conditional else 0
-    if preset is not None and preset not in PRESETS:
-        raise ImagegenError(f"unknown model preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    if preset is not None:
+        check_preset(preset)
     mc = ModelConfig(preset=preset or preset_for_resolution(ds.resolution), resolution=ds.resolution, channels=ds.channels, num_classes=num_classes)
     tc = TrainConfig()
     if budget is not None or steps is not None:

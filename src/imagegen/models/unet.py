@@ -41,6 +41,12 @@ PRESETS: dict[str, UNetPreset] = {
 }
 
 
+def check_preset(name: str) -> None:
+    """Raise an :class:`ImagegenError` listing the known presets unless ``name`` is one."""
+    if name not in PRESETS:
+        raise ImagegenError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
+
+
 def preset_for_resolution(resolution: int) -> str:
     """Pick the default preset for an image size, e.g. 28 -> ``"unet-28"``."""
     for name, p in PRESETS.items():
@@ -205,7 +211,6 @@ def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data:
     """
     from .precond import Denoiser
 
-    if preset not in PRESETS:
-        raise ImagegenError(f"unknown model preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    check_preset(preset)
     net = UNet(channels, PRESETS[preset], num_classes)
     return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes)

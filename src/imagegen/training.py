@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import ModelConfig, RunConfig, TrainConfig
 from .data import load_dataset
 from .errors import ImagegenError
@@ -102,8 +102,7 @@ class Trainer:
         self.step, self.nimg, self.elapsed = 0, 0, 0.0
 
     # ---------------------------------------------------------------- state
-    def restore(self, path: Path) -> None:
-        ck = load_checkpoint(path)
+    def restore(self, ck: Checkpoint) -> None:
         self.model.load_state_dict(ck.model)
         self.ema.load_state_dict(ck.ema)
         if ck.optim_path.is_file():
@@ -167,6 +166,11 @@ class Trainer:
         return (tc.steps > 0 and self.step >= tc.steps) or (tc.budget_seconds > 0 and self.elapsed >= tc.budget_seconds)
 
 
+def with_limits(tc: TrainConfig, budget: str | float | None, steps: int | None) -> TrainConfig:
+    """``tc`` with a new time budget and step count; an unset one becomes "no limit" (0)."""
+    return replace(tc, budget_seconds=parse_duration(budget) if budget is not None else 0.0, steps=int(steps or 0))
+
+
 def make_config(data: str | Path, budget: str | float | None = None, steps: int | None = None, conditional: bool = True,
                 preset: str | None = None, **train_overrides: Any) -> RunConfig:
     """The default RunConfig for a prepared data set, with a budget or step count.
@@ -181,7 +185,7 @@ def make_config(data: str | Path, budget: str | float | None = None, steps: int 
     mc = ModelConfig(preset=preset or preset_for_resolution(ds.resolution), resolution=ds.resolution, channels=ds.channels, num_classes=num_classes)
     tc = TrainConfig()
     if budget is not None or steps is not None:
-        tc = replace(tc, budget_seconds=parse_duration(budget) if budget is not None else 0.0, steps=int(steps or 0))
+        tc = with_limits(tc, budget, steps)
     try:
         tc = replace(tc, **train_overrides)
     except TypeError as e:
@@ -213,14 +217,14 @@ def train(
     latest = latest_checkpoint(out) if resume else None
     if resume and latest is None:
         raise ImagegenError(f"--resume: no checkpoint in {out / 'checkpoints'}; start without --resume")
+    resumed = load_checkpoint(latest) if latest is not None else None
     if not resume and latest_checkpoint(out) is not None:
         raise ImagegenError(f"{out} already holds a trained run; pass --resume to continue it or choose another --out")
     if config is None:
-        if latest is not None:
-            config = load_checkpoint(latest).config
+        if resumed is not None:
+            config = resumed.config
             if budget is not None or steps is not None:
-                tc = replace(config.train, budget_seconds=parse_duration(budget) if budget is not None else 0.0, steps=int(steps or 0))
-                config = replace(config, train=tc)
+                config = replace(config, train=with_limits(config.train, budget, steps))
         else:
             config = make_config(data, budget, steps)
     ds = load_dataset(data)
@@ -233,8 +237,8 @@ def train(
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     trainer = Trainer(config, out, ds.images, ds.labels)
-    if latest is not None:
-        trainer.restore(latest)
+    if resumed is not None:
+        trainer.restore(resumed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     config.save(out / "config.toml")

@@ -1,20 +1,29 @@
-"""Prepared datasets: the on-disk format, its writer and its memory-mapped loader.
+"""Prepared datasets: the on-disk format and its memory-mapped, streaming loader.
 
 A prepared dataset is a folder (format ``imagegen-dataset``, version 1)::
 
     DATA/
-      images-00000.npy   uint8 (n, H, W, C); at most SHARD_SIZE images per shard
+      images-00000.npy   uint8 (n, H, W, C); shards of bounded size (SHARD_SIZE images,
+                         at most ~128 MB each)
       labels-00000.npy   int64 (n,); only when the dataset is labeled
+      masks-00000.npy    uint8 (n, H, W); only for sets with per-pixel masks
       images-00001.npy   ...
+      report.jsonl       one line per input: kept, duplicate (of which input) or rejected
       manifest.json      written last: a folder without it is an incomplete dataset
 
 Shards are plain ``.npy`` files, so they memory-map and load without unpickling
-(``allow_pickle=False``). Every file is written through :mod:`imagegen.atomic` (temporary
-name in the same folder, then ``os.replace``). The manifest records shapes, class names
-and counts, the sha256 of every shard file, the report of rejected inputs, and the
-dataset ``checksum``: the sha256 of the lines ``"<images_sha256> <labels_sha256 or ->\\n"``,
-one per shard in order. It identifies the pixel and label content; caches derived from a
-dataset (reference statistics, latents) key on it.
+(``allow_pickle=False``). The writer is :mod:`imagegen.data.writer`; every file is
+written atomically. The manifest records shapes, class names and counts, the sha256 of
+every shard file and of the report, a summary of the report (counts per status and per
+rejection reason), the rejected inputs, and the dataset ``checksum``: the sha256 of the
+lines ``"<images_sha256> <labels_sha256 or ->\\n"``, one per shard in order. It
+identifies the pixel and label content; caches derived from a dataset (reference
+statistics, latents) key on it. Nothing in it depends on the time of the import, so the
+same inputs and options give a byte-identical dataset.
+
+:func:`load_dataset` never reads all shards into memory: ``images`` is a
+:class:`ShardedImages` view that reads only the rows it is indexed with, so a dataset
+larger than RAM can be trained on.
 """
 
 from __future__ import annotations
@@ -23,20 +32,20 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from imagegen.atomic import atomic_path, write_json
+from imagegen.atomic import atomic_path
 from imagegen.errors import ImagegenError
 
 FORMAT = "imagegen-dataset"
 VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SHARD_SIZE = 10_000
-_SHARD_RE = re.compile(r"^(images|labels)-\d{5}\.npy$")
+SHARD_RE = re.compile(r"^(images|labels|masks)-\d{5}\.npy$")
+REPORT_NAME = "report.jsonl"
 _CREATE_HINT = "create it with `imagegen data import builtin:mnist5k {path}`"
 
 
@@ -63,39 +72,7 @@ def dataset_checksum(shards: Sequence[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def check_destination(dest: str | Path, overwrite: bool) -> Path:
-    """Validate DEST before any work is done; return it as a Path.
-
-    DEST may be missing, an empty folder, or (with ``overwrite``) an existing or
-    incomplete prepared dataset. Any other non-empty folder is refused so user files are
-    never mixed with or clobbered by a dataset.
-    """
-    dest = Path(dest).expanduser()
-    if dest.exists() and not dest.is_dir():
-        raise ImagegenError(f"destination {dest} is a file; choose a folder path for DEST")
-    if not dest.exists() or not any(dest.iterdir()):
-        return dest
-    if (dest / MANIFEST_NAME).exists():
-        if not overwrite:
-            raise ImagegenError(
-                f"a prepared dataset already exists in {dest}; pass --overwrite "
-                "(overwrite=True) to replace it, or choose another DEST"
-            )
-        return dest
-    if any(_SHARD_RE.match(p.name) for p in dest.iterdir()):
-        if not overwrite:
-            raise ImagegenError(
-                f"{dest} holds an incomplete dataset (shards but no {MANIFEST_NAME}; an "
-                "import was interrupted); pass --overwrite to replace it, or choose another DEST"
-            )
-        return dest
-    raise ImagegenError(
-        f"destination {dest} is a non-empty folder that is not a prepared dataset; "
-        "choose a new or empty folder for DEST"
-    )
-
-
-def _save_npy(path: Path, array: np.ndarray) -> str:
+def save_npy(path: Path, array: np.ndarray) -> str:
     """Atomically save ``array`` as ``.npy`` at ``path``; return the file's sha256."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file handle: np.save would append .npy to a name
@@ -104,150 +81,85 @@ def _save_npy(path: Path, array: np.ndarray) -> str:
     return digest
 
 
-class DatasetWriter:
-    """Stream images (and labels) into shards, then write the manifest last.
+# --------------------------------------------------------------------------- loading
 
-    Nothing is written until the first shard is full or :meth:`finish` is called; at that
-    point an old ``manifest.json`` in DEST is removed first (the folder is then an
-    incomplete dataset until the new manifest lands). Stale shards of a replaced dataset
-    are deleted after the new manifest is written.
+
+class ShardedImages:
+    """A read-only uint8 (N, ...) array over memory-mapped shards, read row by row.
+
+    Indexing with an int, a slice or an integer array reads just those rows, in the
+    order asked for; ``np.asarray(view)`` loads everything (only for small sets).
 
     Example:
-        >>> w = DatasetWriter("data/x", resolution=(8, 8), channels=1, labeled=False)
-        >>> w.add(np.zeros((8, 8, 1), np.uint8))
-        >>> manifest = w.finish(source="test", class_names=None, rejected=[])
+        >>> view = load_dataset("data/big").images  # doctest: +SKIP
+        >>> view[np.array([5, 70_000, 3])].shape  # doctest: +SKIP
+        (3, 64, 64, 3)
     """
 
-    def __init__(
-        self,
-        dest: str | Path,
-        *,
-        resolution: tuple[int, int],
-        channels: int,
-        labeled: bool,
-        shard_size: int = SHARD_SIZE,
-    ) -> None:
-        if shard_size < 1:
-            raise ImagegenError(f"shard_size must be >= 1, got {shard_size}")
-        self.dest = Path(dest)
-        self.shape = (int(resolution[0]), int(resolution[1]), int(channels))
-        self.labeled = labeled
-        self.shard_size = shard_size
-        self.count = 0
-        self.shards: list[dict[str, Any]] = []
-        self._images: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-        self._buffered = 0
-        self._all_labels: list[np.ndarray] = []
-        self._started = False
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        first = self.parts[0]
+        self.shape = (int(self.offsets[-1]), *first.shape[1:])
+        self.dtype = first.dtype
+        self.ndim = first.ndim
+        self.nbytes = int(np.prod(self.shape)) * first.itemsize
 
     def __len__(self) -> int:
-        """Images added so far (written or buffered)."""
-        return self.count + self._buffered
+        return self.shape[0]
 
-    def add(self, image: np.ndarray, label: int | None = None) -> None:
-        """Append one uint8 image of shape (H, W, C) (and its label when labeled)."""
-        self.add_batch(image[None], None if label is None else np.array([label], np.int64))
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):  # rows first, then the rest on what was read
+            if not key or key[0] is Ellipsis:
+                return np.asarray(self)[key]
+            rows = self[key[0]]
+            rest = key[1:] if isinstance(key[0], (int, np.integer)) else (slice(None), *key[1:])
+            return rows[rest]
+        if key is Ellipsis:
+            return np.asarray(self)
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.shape[0] if key < 0 else 0)
+            if not 0 <= i < self.shape[0]:
+                raise IndexError(f"index {key} out of range for {self.shape[0]} images")
+            s = int(np.searchsorted(self.offsets, i, side="right")) - 1
+            return np.asarray(self.parts[s][i - self.offsets[s]])
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(self.shape[0]))
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            idx = np.nonzero(idx)[0]
+        idx = idx.astype(np.int64).reshape(-1)
+        idx = np.where(idx < 0, idx + self.shape[0], idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.shape[0]):
+            raise IndexError(f"index out of range for {self.shape[0]} images")
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        shard = np.searchsorted(self.offsets, idx, side="right") - 1
+        for s in np.unique(shard):
+            rows = np.nonzero(shard == s)[0]
+            local = idx[rows] - self.offsets[s]
+            order = np.argsort(local, kind="stable")  # read each shard front to back
+            out[rows[order]] = self.parts[s][local[order]]
+        return out
 
-    def add_batch(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
-        """Append uint8 images of shape (n, H, W, C) (and int labels (n,) when labeled)."""
-        if images.dtype != np.uint8 or images.shape[1:] != self.shape:
-            raise ValueError(f"expected uint8 (n, {self.shape}), got {images.dtype} {images.shape}")
-        if self.labeled != (labels is not None):
-            raise ValueError("labels must be given exactly when the dataset is labeled")
-        start = 0
-        while start < len(images):
-            take = min(self.shard_size - self._buffered, len(images) - start)
-            self._images.append(images[start : start + take])
-            if labels is not None:
-                self._labels.append(np.asarray(labels[start : start + take], np.int64))
-            self._buffered += take
-            start += take
-            if self._buffered == self.shard_size:
-                self._flush()
-
-    def _flush(self) -> None:
-        if self._buffered == 0:
-            return
-        if not self._started:
-            self.dest.mkdir(parents=True, exist_ok=True)
-            (self.dest / MANIFEST_NAME).unlink(missing_ok=True)
-            self._started = True
-        index = len(self.shards)
-        images = np.concatenate(self._images) if len(self._images) > 1 else self._images[0]
-        entry: dict[str, Any] = {"images": f"images-{index:05d}.npy", "labels": None,
-                                 "count": int(len(images))}
-        entry["images_sha256"] = _save_npy(self.dest / entry["images"], images)
-        entry["labels_sha256"] = None
-        if self.labeled:
-            labels = np.concatenate(self._labels)
-            entry["labels"] = f"labels-{index:05d}.npy"
-            entry["labels_sha256"] = _save_npy(self.dest / entry["labels"], labels)
-            self._all_labels.append(labels)
-        self.shards.append(entry)
-        self.count += entry["count"]
-        self._images, self._labels, self._buffered = [], [], 0
-
-    def finish(
-        self,
-        *,
-        source: str,
-        class_names: list[str] | None,
-        rejected: list[dict[str, str]],
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Flush the last shard, write ``manifest.json`` and return the manifest."""
-        self._flush()
-        if self.count == 0:
-            raise ImagegenError(f"no images to write to {self.dest}")
-        class_counts = None
-        if self.labeled:
-            if not class_names:
-                raise ValueError("a labeled dataset needs class_names")
-            counts = np.bincount(np.concatenate(self._all_labels), minlength=len(class_names))
-            if len(counts) != len(class_names):
-                raise ValueError("a label is out of range of class_names")
-            class_counts = {name: int(c) for name, c in zip(class_names, counts)}
-        manifest: dict[str, Any] = {
-            "format": FORMAT,
-            "version": VERSION,
-            "source": source,
-            "count": self.count,
-            "resolution": [self.shape[0], self.shape[1]],
-            "channels": self.shape[2],
-            "class_names": list(class_names) if self.labeled else None,
-            "class_counts": class_counts,
-            "shards": self.shards,
-            "checksum": dataset_checksum(self.shards),
-            "rejected": rejected,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        if extra:
-            manifest.update(extra)
-        write_json(self.dest / MANIFEST_NAME, manifest)
-        keep = {s["images"] for s in self.shards} | {s["labels"] for s in self.shards}
-        for p in self.dest.iterdir():
-            if _SHARD_RE.match(p.name) and p.name not in keep:
-                p.unlink(missing_ok=True)  # stale shard of a replaced dataset
-        return manifest
-
-
-# --------------------------------------------------------------------------- loading
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = np.concatenate(self.parts) if len(self.parts) > 1 else np.array(self.parts[0])
+        return whole if dtype is None else whole.astype(dtype)
 
 
 @dataclass
 class PreparedDataset:
-    """A prepared dataset in memory: uint8 images (N, H, W, C), optional int64 labels.
+    """A prepared dataset: uint8 images (N, H, W, C), optional int64 labels and masks.
 
-    ``images`` is a read-only memory map when the dataset has one shard, else an
-    in-memory concatenation of the shards.
+    ``images`` (and ``masks``) are :class:`ShardedImages` views over memory-mapped
+    shards; index them to read rows, ``np.asarray`` them to load all.
     """
 
     path: Path
-    images: np.ndarray = field(repr=False)
+    images: ShardedImages = field(repr=False)
     labels: np.ndarray | None = field(repr=False)
     class_names: list[str] | None
     manifest: dict[str, Any] = field(repr=False)
+    masks: ShardedImages | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -281,7 +193,7 @@ def _fail(path: Path, problem: str, fix: str | None = None) -> ImagegenError:
 def _read_manifest(path: Path) -> dict[str, Any]:
     mpath = path / MANIFEST_NAME
     if not mpath.exists():
-        if any(_SHARD_RE.match(p.name) for p in path.iterdir()):
+        if any(SHARD_RE.match(p.name) for p in path.iterdir()):
             raise _fail(path, f"incomplete (shards but no {MANIFEST_NAME}; the import was "
                         "interrupted)", "re-run `imagegen data import SRC DATA --overwrite`")
         raise _fail(path, f"not a prepared dataset (no {MANIFEST_NAME})")
@@ -306,7 +218,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _shard_file(path: Path, name: Any) -> Path:
-    if not isinstance(name, str) or not _SHARD_RE.match(name):
+    if not isinstance(name, str) or not SHARD_RE.match(name):
         raise _fail(path, f"manifest names an invalid shard file {name!r}")
     return path / name
 
@@ -346,6 +258,7 @@ def load_dataset(path: str | Path, *, verify: bool = False) -> PreparedDataset:
     shape = (*[int(r) for r in resolution], int(channels))
     images_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
+    mask_parts: list[np.ndarray] = []
     for shard in manifest["shards"]:
         ifile = _shard_file(path, shard.get("images"))
         images = _load_npy(path, ifile, mmap=True)
@@ -368,9 +281,19 @@ def load_dataset(path: str | Path, *, verify: bool = False) -> PreparedDataset:
                 raise _fail(path, f"shard {lfile.name} does not match its sha256 in the "
                             "manifest (modified or corrupted)", rebuild)
             label_parts.append(labels)
+        if manifest.get("masks"):
+            mfile = _shard_file(path, shard.get("masks"))
+            masks = _load_npy(path, mfile, mmap=True)
+            if masks.dtype != np.uint8 or masks.shape != images.shape[:3]:
+                raise _fail(path, f"shard {mfile.name} holds {masks.dtype} {masks.shape}, "
+                            f"expected uint8 {images.shape[:3]}", rebuild)
+            if verify and sha256_file(mfile) != shard.get("masks_sha256"):
+                raise _fail(path, f"shard {mfile.name} does not match its sha256 in the "
+                            "manifest (modified or corrupted)", rebuild)
+            mask_parts.append(masks)
     if verify and dataset_checksum(manifest["shards"]) != manifest["checksum"]:
         raise _fail(path, "manifest checksum does not match its shard hashes", rebuild)
-    all_images = images_parts[0] if len(images_parts) == 1 else np.concatenate(images_parts)
+    all_images = ShardedImages(images_parts)
     if len(all_images) != manifest["count"]:
         raise _fail(path, f"shards hold {len(all_images)} images, the manifest says "
                     f"{manifest['count']}", rebuild)
@@ -381,7 +304,8 @@ def load_dataset(path: str | Path, *, verify: bool = False) -> PreparedDataset:
             raise _fail(path, f"labels outside 0..{len(class_names) - 1}", rebuild)
     return PreparedDataset(path=path, images=all_images, labels=labels_all,
                            class_names=list(class_names) if class_names is not None else None,
-                           manifest=manifest)
+                           manifest=manifest,
+                           masks=ShardedImages(mask_parts) if mask_parts else None)
 
 
 def _human_bytes(n: float) -> str:
@@ -416,16 +340,27 @@ def describe(ds: PreparedDataset | str | Path, max_rejected: int = 5) -> str:
     ]
     if ds.class_names:
         counts = m.get("class_counts") or {}
-        per = " ".join(f"{name}={counts.get(name, '?')}" for name in ds.class_names)
-        lines.append(f"  classes:  {ds.num_classes}: {per}")
+        width = max(len(n) for n in ds.class_names)
+        lines.append(f"  classes:  {ds.num_classes}")
+        for name in ds.class_names:
+            lines.append(f"    {name:<{width}}  {counts.get(name, '?')}")
     else:
         lines.append("  classes:  none (unlabeled)")
+    if ds.masks is not None:
+        lines.append("  masks:    per-pixel uint8 masks (masks-*.npy)")
+    report = m.get("report") or {}
     rejected = m.get("rejected") or []
+    if report:
+        dups = report.get("duplicates") or {}
+        lines.append(f"  inputs:   {report.get('inputs')}: {report.get('kept')} kept, "
+                     f"{sum(dups.values())} duplicates"
+                     + (f" ({', '.join(f'{v} {k}' for k, v in dups.items())})" if dups else "")
+                     + f", {len(rejected)} rejected (every input in {REPORT_NAME})")
     lines.append(f"  rejected: {len(rejected)} input{'s' if len(rejected) != 1 else ''}")
-    for r in rejected[:max_rejected]:
-        lines.append(f"    {r.get('path')}: {r.get('reason')}")
-    if len(rejected) > max_rejected:
-        lines.append(f"    ... and {len(rejected) - max_rejected} more (see manifest.json)")
-    if m.get("created"):
-        lines.append(f"  created:  {m['created']}")
+    for code, count in sorted((report.get("rejected") or {}).items(), key=lambda kv: -kv[1]):
+        example = next((r for r in rejected if r.get("code") == code), {})
+        lines.append(f"    {count:>6}  {code:<16} e.g. {example.get('path')}: {example.get('reason')}")
+    if not report.get("rejected"):
+        for r in rejected[:max_rejected]:
+            lines.append(f"    {r.get('path')}: {r.get('reason')}")
     return "\n".join(lines)

@@ -1,66 +1,55 @@
 """Import images into a prepared dataset (see :mod:`imagegen.data.dataset` for the format).
 
-Sources: ``builtin:NAME`` (see :data:`imagegen.data.builtin.BUILTINS`) or a folder of
-image files. Folder import follows the torchvision ``ImageFolder`` convention for labels
-and Pillow's conventions for decoding:
+The pipeline, one input at a time and in a fixed order:
 
-- The folder is scanned recursively (sorted, symlinked folders are not followed). Every
-  file is tried, whatever its name or extension; each one that cannot be used is listed
-  in ``manifest["rejected"]`` as ``{"path": ..., "reason": ...}``, so
-  ``count + len(rejected)`` equals the number of files (and unreadable folders) seen.
-- Labels: when every image lies in a sub-folder and there are at least two such
-  sub-folders, the class name is the first path component under SRC and the class index
-  its position in the sorted class names. Otherwise the dataset is unlabeled.
-- Decoding: images over ``MAX_PIXELS`` are refused before decoding; ``.load()`` runs inside
-  ``try`` so truncated files are caught; multi-frame files use their first frame; EXIF
-  orientation is applied; palette images are expanded; transparency is composited on a
-  white background; 16-bit grayscale is scaled to 8 bits.
-- Size: center-crop to a square, then Lanczos resize to ``size`` (default
-  ``DEFAULT_FOLDER_SIZE`` for folders; built-ins keep their native size unless ``size``).
-- Channels: 1 or 3. Default for folders: 1 when every image that passes the header check
-  is stored as grayscale (modes 1, L, LA, I, I;16, F, or a gray palette), else 3 (RGB).
-  Built-ins are grayscale; ``channels=3`` replicates the gray plane.
+1. A source (:mod:`imagegen.data.sources`) lists its inputs and yields them: a folder, a
+   zip or tar archive, a Parquet file, a list of URLs, or a built-in.
+2. Worker processes decode and clean each input (:mod:`imagegen.data.clean`): size
+   limits, colour conversion, EXIF orientation, resize mode, filters.
+3. Duplicates are dropped (:mod:`imagegen.data.dedupe`): exact pixel copies and near
+   copies by perceptual hash, each recorded as a duplicate of the kept input.
+4. Kept images go into shards of bounded size (:mod:`imagegen.data.writer`); every
+   input gets a line in ``report.jsonl``: kept, duplicate-of, or rejected with a reason.
 
-New sources (archives, URLs) plug into :func:`import_images` by producing the same
-``(relative path, opener)`` records; dedupe fits between decode and :class:`DatasetWriter`.
+Memory stays bounded (one shard buffer, a few chunks in flight, the dedupe index). An
+import that is killed resumes when run again with the same arguments and produces the
+same bytes as an uninterrupted one.
+
+Defaults: folders, archives, Parquet and URLs are center-cropped to 64x64 and stored with
+one channel when every kept image is gray, else RGB. Built-ins keep their native size
+(or their own default) and channel count.
 """
 
 from __future__ import annotations
 
-import contextlib
-
+import hashlib
+import json
 import numbers
-import os
-import stat
+import shutil
 import sys
-import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from imagegen.data.builtin import PREFIX, load_builtin, resolve_builtin
-from imagegen.data.dataset import SHARD_SIZE, DatasetWriter, check_destination
+from imagegen.data.builtin import PREFIX, resolve_builtin
+from imagegen.data.clean import MAX_SIZE, MODES, CleanOptions, Cleaned, Rejected, clean_item
+from imagegen.data.dataset import MANIFEST_NAME, REPORT_NAME, SHARD_RE, SHARD_SIZE
+from imagegen.data.dedupe import DEFAULT_NEAR_BITS, Deduper
+from imagegen.data.sources import Source, fingerprint_parts, open_source
+from imagegen.data.workers import default_workers, ordered_map
+from imagegen.data.writer import WORK_DIR, ShardWriter, read_state
 from imagegen.errors import ImagegenError
 
 DEFAULT_FOLDER_SIZE = 64
-MAX_PIXELS = 64 * 1024 * 1024  # ~67 megapixels: larger files are refused before decoding
-MAX_SIZE = 4096
-BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+PARALLEL_MIN_INPUTS = 512  # smaller imports run in this process (workers cost ~1 s to start)
 
 T = TypeVar("T")
 
 
-class Rejected(Exception):
-    """An input file that cannot be used; ``str(e)`` is the short reason for the report."""
-
-
-def _bar(items: Iterable[T], total: int, desc: str, progress: bool) -> Iterable[T]:
-    """A tqdm bar on stderr that only shows up when the work lasts over a second."""
-    return tqdm(items, total=total, desc=desc, unit="img", file=sys.stderr,
+def _bar(items: Iterable[T], total: int, initial: int, progress: bool) -> Any:
+    return tqdm(items, total=total, initial=initial, desc="import", unit="img", file=sys.stderr,
                 disable=not progress, delay=1.0, leave=False, dynamic_ncols=True)
 
 
@@ -69,236 +58,70 @@ def _note(message: str, progress: bool) -> None:
         tqdm.write(f"imagegen: {message}", file=sys.stderr)
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def _is_gray(im: Image.Image) -> bool:
-    if im.mode in _GRAY_MODES:
-        return True
-    if im.mode in ("P", "PA"):
-        pal = im.getpalette() or []
-        return all(pal[i] == pal[i + 1] == pal[i + 2] for i in range(0, len(pal) - 2, 3))
-    return False
-
-
-@contextlib.contextmanager
-def _pillow_errors(other: str) -> Iterator[None]:
-    """Turn Pillow's many exception types into a :class:`Rejected` with a reason.
-
-    ``other`` formats any unexpected error (``{e}``, ``{type}``); Pillow raises many types
-    on bad headers and data.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    except Rejected:
-        raise
-    except Image.DecompressionBombError as e:
-        raise Rejected(f"image too large ({e})") from e
-    except UnidentifiedImageError as e:
-        raise Rejected("not an image (cannot identify image file)") from e
-    except PermissionError as e:
-        raise Rejected(f"cannot read file ({e.strerror or e})") from e
-    except Exception as e:
-        raise Rejected(other.format(e=e, type=type(e).__name__)) from e
-
-
-def probe_image(path: Path) -> bool:
-    """Check a file's header without decoding pixels; return True when it is grayscale.
-
-    Raises :class:`Rejected` with a short reason when the file cannot be an image.
-
-    Example:
-        >>> probe_image(Path("photos/cat/1.png"))  # doctest: +SKIP
-        False
-    """
-    try:
-        st = path.stat()
-    except FileNotFoundError as e:
-        raise Rejected("broken symbolic link" if path.is_symlink() else "file vanished") from e
-    except OSError as e:
-        raise Rejected(f"cannot read file ({e.strerror or e})") from e
-    if not stat.S_ISREG(st.st_mode):
-        raise Rejected("not a regular file")
-    if st.st_size == 0:
-        raise Rejected("empty file (0 bytes)")
-    with _pillow_errors("corrupt image header: {e}"):
-        with Image.open(path) as im:
-            width, height = im.size
-            gray = _is_gray(im)
-    if width * height > MAX_PIXELS:
-        raise Rejected(f"image too large ({width}x{height} = {width * height} pixels "
-                       f"> limit {MAX_PIXELS})")
-    if width == 0 or height == 0:
-        raise Rejected(f"image has no pixels ({width}x{height})")
-    return gray
-
-
-def _to_mode(im: Image.Image, mode: str) -> Image.Image:
-    """Convert any Pillow mode to ``mode`` ("L" or "RGB"), compositing alpha on white."""
-    if im.mode.startswith("I") or im.mode == "F":
-        arr = np.asarray(im).astype(np.float64)
-        if im.mode == "F":
-            arr = arr * 255.0 if arr.size and arr.max() <= 1.0 else arr
-        else:  # 16-bit grayscale (PNG, TIFF): 0..65535 -> 0..255
-            arr = arr / 257.0
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("P", "PA", "1"):
-        im = im.convert("RGBA" if im.mode != "1" else "L")
-    if im.mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
-        im = Image.alpha_composite(background, rgba)
-    return im.convert(mode)
-
-
-def fit_square(im: Image.Image, size: int) -> Image.Image:
-    """Center-crop ``im`` to a square and resize it to ``size`` x ``size`` (Lanczos)."""
-    if im.size == (size, size):
-        return im
-    return ImageOps.fit(im, (size, size), method=Image.Resampling.LANCZOS)
-
-
-def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """Decode one file to uint8 (size, size, channels); raise :class:`Rejected` on failure.
-
-    Example:
-        >>> decode_image(Path("photos/cat/1.jpg"), 64, 3).shape  # doctest: +SKIP
-        (64, 64, 3)
-    """
-    with _pillow_errors("cannot decode image: {type}: {e}"):
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise Rejected(f"image too large ({im.width * im.height} pixels "
-                               f"> limit {MAX_PIXELS})")
-            if im.format == "JPEG":
-                im.draft(im.mode, (size, size))  # cheap DCT downscale, still >= size
-            try:
-                im.load()
-            except Exception as e:
-                raise Rejected(f"truncated or corrupt image: {e}") from e
-            im = ImageOps.exif_transpose(im) or im
-            im = fit_square(_to_mode(im, "L" if channels == 1 else "RGB"), size)
-            arr = np.asarray(im, dtype=np.uint8)
-    return arr[..., None] if channels == 1 else arr
-
-
-# --------------------------------------------------------------------------- sources
-
-
-def _scan_folder(root: Path) -> tuple[list[Path], list[dict[str, str]]]:
-    """All files under ``root`` (sorted) and report entries for folders that were skipped."""
-    files: list[Path] = []
-    skipped: list[dict[str, str]] = []
-
-    def on_error(e: OSError) -> None:
-        rel = Path(e.filename).relative_to(root).as_posix() if e.filename else "?"
-        skipped.append({"path": rel, "reason": f"cannot read folder ({e.strerror or e})"})
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
-        here = Path(dirpath)
-        for d in list(dirnames):
-            if (here / d).is_symlink():
-                dirnames.remove(d)
-                skipped.append({"path": (here / d).relative_to(root).as_posix(),
-                                "reason": "symbolic link to a folder (not followed)"})
-        dirnames.sort()
-        files.extend(here / f for f in sorted(filenames))
-    return files, skipped
-
-
-def _check_args(size: int | None, channels: int | None) -> None:
+def _check_args(size: int | None, channels: int | None, mode: str, min_size: int,
+                max_aspect: float | None, near_bits: int | None) -> None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
                              or not 1 <= size <= MAX_SIZE):
         raise ImagegenError(f"size must be an integer from 1 to {MAX_SIZE}, got {size!r}")
-    if channels not in (None, 1, 3):
-        raise ImagegenError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+    if channels not in (None, 1, 3, 4):
+        raise ImagegenError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), "
+                            f"got {channels!r}")
+    if mode not in MODES:
+        raise ImagegenError(f"resize mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0:
+        raise ImagegenError(f"min_size must be an integer >= 0, got {min_size!r}")
+    if max_aspect is not None and not (isinstance(max_aspect, numbers.Real) and max_aspect >= 1):
+        raise ImagegenError(f"max_aspect must be a number >= 1 (long side / short side), "
+                            f"got {max_aspect!r}")
+    if near_bits is not None and not (isinstance(near_bits, numbers.Integral)
+                                      and 0 <= near_bits <= 32):
+        raise ImagegenError(f"near-duplicate threshold must be 0..32 bits, got {near_bits!r}")
 
 
-def _import_builtin(src: str, dest: Path, size: int | None, channels: int | None,
-                    progress: bool, shard_size: int) -> dict[str, Any]:
-    data = load_builtin(src)
-    images = data.images
-    native = images.shape[1]
-    if size is not None and images.shape[1:3] != (size, size):
-        out = np.empty((len(images), size, size), np.uint8)
-        for i in _bar(range(len(images)), len(images), "resize", progress):
-            out[i] = np.asarray(fit_square(Image.fromarray(images[i, :, :, 0], "L"), size))
-        images = out[..., None]
-    if channels == 3 and images.shape[3] == 1:
-        images = np.repeat(images, 3, axis=3)
-    writer = DatasetWriter(dest, resolution=images.shape[1:3], channels=images.shape[3],
-                           labeled=data.labels is not None, shard_size=shard_size)
-    writer.add_batch(images, data.labels)
-    extra = {"preprocessing": {"size": images.shape[1], "native_size": native,
-                               "resize": "lanczos" if images.shape[1] != native else None}}
-    return writer.finish(source=src, class_names=data.class_names,
-                         rejected=[], extra=extra)
+def _check_dest(dest: Path, overwrite: bool, fingerprint: str) -> dict | None:
+    """Validate DEST; return the state of an unfinished import to resume, or None."""
+    if dest.exists() and not dest.is_dir():
+        raise ImagegenError(f"destination {dest} is a file; choose a folder path for DEST")
+    if not dest.exists() or not any(dest.iterdir()):
+        return None
+    state = read_state(dest)
+    if state is not None and state["fingerprint"] == fingerprint:
+        return state
+    names = {p.name for p in dest.iterdir()}
+    ours = all(SHARD_RE.match(n) or n in (MANIFEST_NAME, REPORT_NAME, WORK_DIR) for n in names)
+    if not ours:
+        raise ImagegenError(f"destination {dest} is a non-empty folder that is not a prepared "
+                            "dataset; choose a new or empty folder for DEST")
+    if not overwrite:
+        what = ("a prepared dataset already exists" if MANIFEST_NAME in names else
+                "an unfinished import of different inputs or options is")
+        raise ImagegenError(f"{what} in {dest}; pass --overwrite (overwrite=True) to replace "
+                            "it, or choose another DEST")
+    return None
 
 
-def _import_folder(src: str, dest: Path, size: int | None, channels: int | None,
-                   progress: bool, shard_size: int) -> dict[str, Any]:
-    root = Path(src).expanduser()
-    if not root.exists():
-        raise ImagegenError(f"input folder '{src}' does not exist; pass a folder of images or "
-                            f"a built-in data set (builtin:mnist5k, builtin:digits)")
-    if not root.is_dir():
-        raise ImagegenError(f"input '{src}' is a file; pass a folder of images or a built-in "
-                            "data set (builtin:mnist5k, builtin:digits)")
-    root = root.resolve()
-    dest_abs = dest.expanduser().resolve()
-    if dest_abs == root or root in dest_abs.parents:
-        raise ImagegenError(f"DEST {dest} is inside the input folder {src}; choose a DEST "
-                            "outside it")
-    files, rejected = _scan_folder(root)
-    if not files:
-        raise ImagegenError(f"input folder '{src}' holds no files; put images (PNG, JPEG, ...) "
-                            "in it, optionally in one sub-folder per class")
-
-    candidates: list[tuple[Path, str]] = []  # (path, relative path) that pass the header check
-    all_gray = True
-    for path in _bar(files, len(files), "scan", progress):
-        rel = path.relative_to(root).as_posix()
-        try:
-            all_gray &= probe_image(path)
-            candidates.append((path, rel))
-        except Rejected as e:
-            rejected.append({"path": rel, "reason": str(e)})
-
-    parts = [rel.split("/") for _, rel in candidates]
-    class_names: list[str] | None = None
-    if parts and all(len(p) >= 2 for p in parts):
-        names = sorted({p[0] for p in parts})
-        class_names = names if len(names) >= 2 else None
-    index = {name: i for i, name in enumerate(class_names or [])}
-
-    if size is None:
+def _resolve_defaults(source: Source, size: int | None, channels: int | None,
+                      mode: str | None) -> tuple[int, int | None, str, dict[str, Any]]:
+    notes: dict[str, Any] = {}
+    defaults = source.defaults
+    if source.kind == "builtin":
+        data = source.data  # type: ignore[attr-defined]
+        shapes = {tuple(np.shape(a)) for a in (data.images[:1] if isinstance(data.images, np.ndarray)
+                                              else data.images)}
+        native = next(iter(shapes)) if len(shapes) == 1 else None
+        if size is None:
+            size = defaults.get("size") or (native[0] if native and native[0] == native[1]
+                                            else DEFAULT_FOLDER_SIZE)
+        if channels is None:
+            chans = {s[2] for s in shapes}
+            channels = defaults.get("channels") or (chans.pop() if len(chans) == 1 else None)
+            channels = 3 if channels == 4 and not defaults.get("channels") else channels
+        if native:
+            notes["native_size"] = native[0]
+    elif size is None:
         size = DEFAULT_FOLDER_SIZE
-        _note(f"no size given; images are center-cropped and resized to {size}x{size} "
-              "(pass --size N to choose)", progress)
-    if channels is None:
-        channels = 1 if all_gray else 3
-
-    writer = DatasetWriter(dest, resolution=(size, size), channels=channels,
-                           labeled=class_names is not None, shard_size=shard_size)
-    for path, rel in _bar(candidates, len(candidates), "decode", progress):
-        try:
-            image = decode_image(path, size, channels)
-        except Rejected as e:
-            rejected.append({"path": rel, "reason": str(e)})
-            continue
-        writer.add(image, index[rel.split("/")[0]] if class_names else None)
-
-    rejected.sort(key=lambda r: r["path"])
-    if len(writer) == 0:
-        examples = "; ".join(f"{r['path']}: {r['reason']}" for r in rejected[:3])
-        raise ImagegenError(f"no usable images in '{src}': all {len(rejected)} files were "
-                            f"rejected ({examples}); put PNG/JPEG/... images in it")
-    extra = {"preprocessing": {"size": size, "resize": "center-crop, lanczos",
-                               "alpha": "composited on white", "exif_orientation": True}}
-    return writer.finish(source=str(root), class_names=class_names, rejected=rejected,
-                         extra=extra)
+        notes["default_size"] = True
+    return int(size), channels, mode or defaults.get("mode") or "center-crop", notes
 
 
 def import_images(
@@ -307,25 +130,161 @@ def import_images(
     *,
     size: int | None = None,
     channels: int | None = None,
+    mode: str | None = None,
+    min_size: int = 0,
+    max_aspect: float | None = None,
+    dedupe: bool = True,
+    near_bits: int | None = DEFAULT_NEAR_BITS,
+    labels: str | Path | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    workers: int | None = None,
+    download_options: Any = None,
     overwrite: bool = False,
     progress: bool = True,
     shard_size: int = SHARD_SIZE,
 ) -> dict[str, Any]:
-    """Import ``src`` (``builtin:NAME`` or a folder of images) as a prepared dataset in DEST.
+    """Import ``src`` into a prepared dataset in DEST; return the manifest.
 
-    Returns the manifest (also written to ``DEST/manifest.json``, last). Unusable input
-    files are not fatal: they are listed in ``manifest["rejected"]`` with a reason.
+    ``src``: a folder, a ``.zip``/``.tar``/``.tar.gz`` archive, a ``.parquet`` file, a
+    ``.txt``/``.csv`` list of URLs, or ``builtin:NAME``. Unusable inputs are not fatal:
+    every input appears in ``DEST/report.jsonl`` (kept, duplicate or rejected with a
+    reason) and rejections also in ``manifest["rejected"]``. ``mode``: center-crop, pad
+    or stretch. ``near_bits=None`` (or ``dedupe=False`` for both kinds) keeps near copies.
+    ``labels``: ``"auto"`` (sub-folders), ``"none"`` or a CSV of ``path,label``.
+    Re-running an interrupted import with the same arguments resumes it.
 
     Example:
         >>> m = import_images("builtin:digits", "data/digits", size=28)  # doctest: +SKIP
         >>> m["count"], m["resolution"], m["class_counts"]["0"]
         (1797, [28, 28], 178)
     """
-    _check_args(size, channels)
+    _check_args(size, channels, mode or "center-crop", min_size, max_aspect, near_bits)
+    if shard_size < 1:
+        raise ImagegenError(f"shard_size must be >= 1, got {shard_size}")
     src = str(src)
     if src.startswith(PREFIX):
-        resolve_builtin(src)  # fail on an unknown name before touching DEST
-    dest = check_destination(dest, overwrite)
-    if src.startswith(PREFIX):
-        return _import_builtin(src, dest, None if size is None else int(size), channels, progress, shard_size)
-    return _import_folder(src, dest, None if size is None else int(size), channels, progress, shard_size)
+        resolve_builtin(src)  # fail on an unknown name before any work
+    dest = Path(dest).expanduser()
+    source = open_source(src, labels=labels, image_column=image_column,
+                         label_column=label_column, download_options=download_options,
+                         progress=progress)
+    if not source.entries:
+        raise ImagegenError(f"input '{src}' holds no files; put images (PNG, JPEG, ...) in "
+                            "it, optionally in one sub-folder per class")
+    size, channels, mode, notes = _resolve_defaults(source, size, channels, mode)
+    if notes.pop("default_size", False):
+        _note(f"no size given; images are {mode} to {size}x{size} (pass --size N to choose)",
+              progress)
+    opts = CleanOptions(size=size, channels=channels, mode=mode, min_size=int(min_size),
+                        max_aspect=None if max_aspect is None else float(max_aspect))
+    near = near_bits if dedupe else None
+    settings = {"size": size, "channels": channels, "mode": mode, "min_size": opts.min_size,
+                "max_aspect": opts.max_aspect, "dedupe": dedupe, "near_bits": near,
+                "shard_size": shard_size}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for part in fingerprint_parts(source):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\n")
+    fingerprint = h.hexdigest()
+    if source.kind == "folder":
+        root, d = Path(source.description), dest.resolve()
+        if d == root or root in d.parents:
+            raise ImagegenError(f"DEST {dest} is inside the input folder {src}; choose a "
+                                "DEST outside it")
+    state = _check_dest(dest, overwrite, fingerprint)
+    created = not dest.exists()
+    if state is None and dest.exists():  # a fresh start over an old dataset or import
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        (dest / REPORT_NAME).unlink(missing_ok=True)
+        shutil.rmtree(dest / WORK_DIR, ignore_errors=True)
+
+    shape = (size, size, opts.decode_channels)
+    writer = ShardWriter(dest, shape, labeled=source.class_names is not None,
+                         masked=getattr(source.data, "masks", None) is not None
+                         if source.kind == "builtin" else False,
+                         shard_size=shard_size, fingerprint=fingerprint)
+    deduper = Deduper(writer.pixels, near_bits=near) if dedupe else None
+    if state is not None:
+        for i, (sha, phash) in enumerate(writer.resume(state)):
+            if deduper is not None:
+                deduper.add(sha, phash, i)
+        _note(f"resuming an unfinished import: {writer.consumed} of {len(source.entries)} "
+              "inputs already done", progress)
+    _run(source, writer, deduper, opts, workers, progress)
+    if writer.kept == 0:
+        _discard(dest, created)
+        lines = [json.loads(x) for x in writer.pending_lines()[:3]]
+        examples = "; ".join(f"{r['input']}: {r.get('reason') or r['status']}" for r in lines)
+        raise ImagegenError(f"no usable images in '{src}': all {len(source.entries)} inputs "
+                            f"were rejected ({examples}); put PNG/JPEG/... images in it")
+    extra = {"preprocessing": {"size": size, "mode": mode, "resample": "lanczos",
+                               "alpha": "kept (RGBA)" if opts.decode_channels == 4
+                               else "composited on white",
+                               "exif_orientation": True, "min_size": opts.min_size,
+                               "max_aspect": opts.max_aspect, **notes},
+             "dedupe": {"exact": dedupe, "near_bits": near,
+                        "pixel_tolerance": deduper.pixel_tolerance if deduper else None}}
+    if source.info:
+        extra["source_info"] = source.info
+    return writer.finish(source=source.description, class_names=source.class_names,
+                         channels=channels, extra=extra)
+
+
+def _discard(dest: Path, created: bool) -> None:
+    shutil.rmtree(dest / WORK_DIR, ignore_errors=True)
+    if created and dest.exists() and not any(dest.iterdir()):
+        dest.rmdir()
+
+
+def _run(source: Source, writer: ShardWriter, deduper: Deduper | None, opts: CleanOptions,
+         workers: int | None, progress: bool) -> None:
+    start = writer.consumed
+    entries = source.entries
+    remaining = len(entries) - start
+    n_workers = default_workers() if workers is None else max(0, int(workers))
+    if remaining < PARALLEL_MIN_INPUTS:
+        n_workers = 0
+    jobs = ((item.kind, item.payload, item.mask) for item in source.items(start))
+    results = ordered_map(clean_item, jobs, args=(opts,), workers=n_workers)
+    stats = {"kept": 0, "dup": 0, "rejected": 0}
+    bar = _bar(zip(entries[start:], results), len(entries), start, progress)
+    try:
+        for n, (entry, result) in enumerate(bar):
+            _account(entry, result, source, writer, deduper, stats)
+            if progress and n % 256 == 0:
+                bar.set_postfix(stats, refresh=False)
+    except KeyboardInterrupt:
+        bar.close()
+        raise ImagegenError(f"import interrupted after {writer.consumed} of {len(entries)} "
+                            "inputs; run the same command again to resume") from None
+    finally:
+        bar.close()
+
+
+def _account(entry: Any, result: Cleaned | Rejected, source: Source, writer: ShardWriter,
+             deduper: Deduper | None, stats: dict[str, int]) -> None:
+    """Record one input's fate: kept, duplicate of a kept input, or rejected."""
+    line: dict[str, Any] = {"input": entry.key}
+    if isinstance(result, Rejected):
+        line.update(status="rejected", code=result.code, reason=str(result))
+        stats["rejected"] += 1
+        writer.other(line)
+        return
+    match = deduper.check(result.sha256, result.phash, result.pixels) if deduper else None
+    if match is not None:
+        kind, index, distance = match
+        line.update(status="duplicate", of=writer.kept_keys[index], match=kind,
+                    distance=distance)
+        stats["dup"] += 1
+        writer.other(line)
+        return
+    index = writer.kept
+    line.update(status="kept", index=index)
+    if entry.label is not None:
+        line["label"] = entry.label
+    if result.note:
+        line["note"] = result.note
+    if deduper is not None:
+        deduper.add(result.sha256, result.phash, index)
+    stats["kept"] += 1
+    writer.keep(result, source.label_index(entry), line)

@@ -13,8 +13,18 @@ from .errors import ImagegenError
 
 EPILOG_DATA_IMPORT = """examples:
   imagegen data import builtin:mnist5k data/mnist5k
-  imagegen data import builtin:digits data/digits28 --size 28
-  imagegen data import ~/pictures/sprites data/sprites --size 32 --channels 3
+  imagegen data import builtin:sprites data/sprites --size 32 --channels 4
+  imagegen data import ~/pictures/products data/products --size 64 --mode pad
+  imagegen data import photos.zip data/photos --min-size 128 --max-aspect 2
+  imagegen data import train.parquet data/hf --image-column image --label-column label
+  imagegen data import urls.csv data/web --size 64     # columns: url[,label]
+
+SRC is a folder (sub-folders = classes), a .zip/.tar/.tar.gz archive, a .parquet
+file (Hugging Face layout), a .txt/.csv list of image URLs, or a built-in:
+{builtins}
+Every input ends up in DEST/report.jsonl as kept, duplicate (of which input) or
+rejected (with the reason); `imagegen data info DEST` sums them up. An import that
+was interrupted (Ctrl-C, crash, kill) resumes when the same command is run again.
 """
 EPILOG_TRAIN = """examples:
   imagegen train data/mnist5k --out runs/mnist --budget 10m
@@ -44,12 +54,21 @@ def _progress(total: int, desc: str, unit: str = "img"):
 def cmd_data_import(a: argparse.Namespace) -> str:
     from .data import import_images
 
+    from .data.download import DownloadOptions
+
     t0 = time.perf_counter()
-    m = import_images(a.src, a.dest, size=a.size, channels=a.channels, overwrite=a.overwrite)
-    rej = len(m.get("rejected", []))
-    note = f", {rej} rejected (see `imagegen data info {a.dest}`)" if rej else ""
+    dl = DownloadOptions(timeout=a.timeout, retries=a.retries, max_bytes=int(a.max_download_mb * 2**20),
+                         workers=a.download_workers)
+    m = import_images(a.src, a.dest, size=a.size, channels=a.channels, mode=a.mode, min_size=a.min_size,
+                      max_aspect=a.max_aspect, dedupe=not a.no_dedupe, near_bits=None if a.near_bits < 0 else a.near_bits,
+                      labels=a.labels, image_column=a.image_column, label_column=a.label_column,
+                      workers=a.workers, download_options=dl, overwrite=a.overwrite)
+    r = m["report"]
+    dups, rej = sum(r["duplicates"].values()), len(m.get("rejected", []))
+    note = f"; {dups} duplicates and {rej} rejected inputs (see `imagegen data info {a.dest}`)" if dups or rej else ""
     h, w = m["resolution"]
-    return f"imported {m['count']} images ({h}x{w}x{m['channels']}){note} into {a.dest} in {time.perf_counter() - t0:.1f}s"
+    return (f"imported {m['count']} of {r['inputs']} inputs as {h}x{w}x{m['channels']} images into {a.dest} "
+            f"in {time.perf_counter() - t0:.1f}s{note}")
 
 
 def cmd_data_info(a: argparse.Namespace) -> str:
@@ -123,11 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     data = verbs.add_parser("data", help="import and inspect data sets").add_subparsers(dest="data_verb", metavar="ACTION", required=True)
-    d = data.add_parser("import", help="import images into a prepared data set", epilog=EPILOG_DATA_IMPORT, formatter_class=raw)
-    d.add_argument("src", help="builtin:mnist5k, builtin:digits, or a folder of images (sub-folders = classes)")
+    from .data.builtin import builtin_list
+
+    d = data.add_parser("import", help="import images into a prepared data set",
+                        epilog=EPILOG_DATA_IMPORT.format(builtins=builtin_list()), formatter_class=raw)
+    d.add_argument("src", help="a folder, .zip/.tar/.tar.gz, .parquet, .txt/.csv of URLs, or builtin:NAME")
     d.add_argument("dest", help="folder to write the prepared data set to")
-    d.add_argument("--size", type=int, help="resize images to SIZE x SIZE (default: native for builtins, 64 for folders)")
-    d.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale, 3 = RGB (default: from the images)")
+    d.add_argument("--size", type=int, help="resize images to SIZE x SIZE (default: native for builtins, 64 otherwise)")
+    d.add_argument("--channels", type=int, choices=(1, 3, 4),
+                   help="1 = grayscale, 3 = RGB, 4 = RGBA (keeps alpha); default: 1 if every kept image is gray, else 3")
+    d.add_argument("--mode", choices=("center-crop", "pad", "stretch"),
+                   help="how non-square images become square (default center-crop)")
+    d.add_argument("--min-size", type=int, default=0, metavar="PX", help="reject images whose short side is below PX")
+    d.add_argument("--max-aspect", type=float, metavar="R", help="reject images whose long/short side ratio exceeds R")
+    d.add_argument("--no-dedupe", action="store_true", help="keep exact and near duplicates")
+    d.add_argument("--near-bits", type=int, default=4, metavar="B",
+                   help="perceptual-hash Hamming distance for near duplicates (default 4; -1 = exact only)")
+    d.add_argument("--labels", metavar="auto|none|FILE.csv",
+                   help="class labels: auto = sub-folder names (default), none, or a CSV with path,label columns")
+    d.add_argument("--image-column", help="Parquet: the column holding image bytes (default: detected)")
+    d.add_argument("--label-column", help="Parquet: the label column (default: 'label' if present)")
+    d.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core; 0 = in this process)")
+    d.add_argument("--timeout", type=float, default=15.0, metavar="S", help="URL lists: seconds per request (default 15)")
+    d.add_argument("--retries", type=int, default=2, help="URL lists: retries after a failed request (default 2)")
+    d.add_argument("--max-download-mb", type=float, default=20.0, metavar="MB", help="URL lists: largest body accepted (default 20)")
+    d.add_argument("--download-workers", type=int, default=16, metavar="N", help="URL lists: concurrent downloads (default 16)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing data set at DEST")
     d.set_defaults(fn=cmd_data_import)
     d = data.add_parser("info", help="print counts per class and rejected inputs", epilog="example:\n  imagegen data info data/mnist5k", formatter_class=raw)

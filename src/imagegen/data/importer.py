@@ -88,7 +88,8 @@ def _check_dest(dest: Path, overwrite: bool, fingerprint: str) -> dict | None:
     if state is not None and state["fingerprint"] == fingerprint:
         return state
     names = {p.name for p in dest.iterdir()}
-    ours = all(SHARD_RE.match(n) or n in (MANIFEST_NAME, REPORT_NAME, WORK_DIR) for n in names)
+    ours = all(SHARD_RE.match(n) or n in (MANIFEST_NAME, REPORT_NAME, WORK_DIR, "features",
+                                          "preview.png") for n in names)
     if not ours:
         raise ImagegenError(f"destination {dest} is a non-empty folder that is not a prepared "
                             "dataset; choose a new or empty folder for DEST")

@@ -52,6 +52,12 @@ SOURCE_HELP = ("a folder of images, a .zip/.tar/.tar.gz archive, a .parquet file
                f"list of image URLs, or a built-in ({', '.join(BUILTINS)})")
 
 
+# Import defaults for built-ins whose images vary in size or carry alpha.
+BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sprites": {"size": 32, "channels": 4, "mode": "pad"},
+}
+
+
 @dataclass(frozen=True)
 class Entry:
     """One input as listed: report name, class name (or None), and a change stamp."""
@@ -475,6 +481,7 @@ class BuiltinSource(Source):
                    for i in range(n)]
         super().__init__(PREFIX + resolve_builtin(name), entries, names)
         self.info = getattr(data, "info", None)
+        self.defaults = dict(BUILTIN_DEFAULTS.get(resolve_builtin(name), {}))
 
     def items(self, start: int = 0) -> Iterator[Item]:
         masks = getattr(self.data, "masks", None)

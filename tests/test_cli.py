@@ -16,7 +16,7 @@ def run(*args: str) -> int:
 def test_cli_end_to_end(tmp_path, capsys):
     data, runs, out = tmp_path / "digits", tmp_path / "runs" / "t", tmp_path / "out"
     assert run("data", "import", "builtin:digits", data) == 0
-    assert "imported 1797 images (8x8x1)" in capsys.readouterr().out
+    assert "imported 1797 of 1797 inputs as 8x8x1 images" in capsys.readouterr().out
     assert run("data", "info", data) == 0
     assert "1797" in capsys.readouterr().out
 

@@ -14,6 +14,7 @@ so a 2-minute run and a 10-minute run both end annealed. EMA follows EDM's
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import sys
@@ -33,6 +34,8 @@ from .errors import ImagegenError
 from .generate import make_grid, sample, save_png
 from .losses import EDMLoss
 from .models.unet import build_denoiser, check_preset, preset_for_resolution
+
+IN_MEMORY_BYTES = 2 * 2**30  # uint8 training sets up to 2 GiB are read into RAM
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -59,12 +62,39 @@ def lr_at(tc: TrainConfig, frac: float) -> float:
     return lo + (tc.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
     """Indices of ``step``'s batch: consecutive slices of per-epoch seeded permutations."""
     per_epoch = max(1, n // batch)
     epoch, k = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    perm = _epoch_permutation(n, seed, epoch)
     return perm[k * batch : (k + 1) * batch] if n >= batch else perm[torch.arange(batch) % n]
+
+
+class ImageBatches:
+    """Training batches from uint8 images (N, H, W, C): float (B, C, H, W) in [-1, 1].
+
+    Data sets up to ``in_memory_bytes`` are read into RAM once (as uint8, a quarter of
+    float32); larger ones stay memory-mapped (:class:`imagegen.data.dataset.ShardedImages`)
+    and each batch reads only its own rows, so a data set larger than RAM trains.
+    """
+
+    def __init__(self, images: Any, in_memory_bytes: int = IN_MEMORY_BYTES) -> None:
+        nbytes = int(np.prod(images.shape)) * np.dtype(images.dtype).itemsize
+        self.streaming = nbytes > in_memory_bytes
+        self.images = images if self.streaming else np.ascontiguousarray(np.asarray(images))
+        self.shape = tuple(images.shape)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        rows = np.ascontiguousarray(self.images[np.asarray(idx)])
+        return torch.from_numpy(rows).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
 
 
 def validate(tc: TrainConfig) -> None:
@@ -92,7 +122,7 @@ class Trainer:
         self.config, self.out = config, out
         tc, mc = config.train, config.model
         validate(tc)
-        self.x = torch.from_numpy(np.array(images, dtype=np.float32)).permute(0, 3, 1, 2).div(127.5).sub(1.0).contiguous()
+        self.x = ImageBatches(images, IN_MEMORY_BYTES)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if (labels is not None and mc.num_classes) else None
         torch.manual_seed(tc.seed)  # parameter initialisation only
         self.model = build_denoiser(mc.preset, mc.channels, mc.num_classes, mc.sigma_data)

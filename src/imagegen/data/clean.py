@@ -41,6 +41,18 @@ MAX_PIXELS = 64 * 1024 * 1024  # ~67 megapixels: larger images are refused befor
 MAX_FILE_BYTES = 256 * 2**20   # larger input files are refused before reading
 MAX_SIZE = 4096
 MODES = ("center-crop", "pad", "stretch")
+# Raster formats Pillow decodes itself. Others (EPS/PS run Ghostscript, PDF, exotic
+# scientific formats) are refused: importing untrusted files must not run interpreters.
+FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "ICO",
+           "PCX", "QOI", "AVIF", "HEIF")
+# File signatures, to tell a damaged image from a non-image and an unsupported format.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG", True), (b"\xff\xd8\xff", "JPEG", True),
+    (b"GIF87a", "GIF", True), (b"GIF89a", "GIF", True), (b"BM", "BMP", True),
+    (b"II*\x00", "TIFF", True), (b"MM\x00*", "TIFF", True), (b"RIFF", "WEBP", True),
+    (b"%!PS", "PostScript/EPS", False), (b"\xc5\xd0\xd3\xc6", "EPS", False),
+    (b"%PDF", "PDF", False), (b"8BPS", "Photoshop PSD", False),
+)
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
@@ -127,8 +139,8 @@ def to_mode(im: Image.Image, channels: int) -> Image.Image:
         arr = np.asarray(im).astype(np.float64)
         if im.mode == "F":
             arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
-        elif arr.size and arr.max() > 255:  # 16-bit grayscale (PNG, TIFF): 0..65535 -> 0..255
-            arr = arr / 257.0
+        elif im.mode.startswith("I;16") or (arr.size and arr.max() > 255):
+            arr = arr / 257.0  # 16-bit grayscale (PNG, TIFF): 0..65535 -> 0..255
         im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8), "L")
     if im.mode == "1":
         im = im.convert("L")
@@ -249,13 +261,41 @@ def clean_file(path: Path) -> bytes:
         raise Rejected("unreadable", f"cannot read file ({e.strerror or e})") from e
 
 
+def _formats() -> list[str]:
+    """The formats of :data:`FORMATS` that this Pillow build can open."""
+    Image.init()
+    return [f for f in FORMATS if f in Image.OPEN]
+
+
+def _unidentified(data: bytes) -> Rejected:
+    """Why Pillow could not open ``data``: damaged image, other format, or not an image."""
+    head = data[:16]
+    for magic, name, supported in _SIGNATURES:
+        if head.startswith(magic) and (name != "WEBP" or data[8:12] == b"WEBP"):
+            if supported:
+                return Rejected("corrupt", f"corrupt or truncated {name} file (its header "
+                                "cannot be read)")
+            return Rejected("unsupported-format", f"unsupported format {name} (not decoded; "
+                            "convert it to PNG or JPEG)")
+    text = data[:512].lstrip().lower()
+    if text.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
+        return Rejected("unsupported-format", "unsupported format SVG (vector; render it to "
+                        "PNG first)")
+    return Rejected("not-an-image", "not an image (cannot identify image file)")
+
+
 def clean_bytes(data: bytes, opts: CleanOptions) -> Cleaned:
     """Decode and clean one encoded image (PNG, JPEG, GIF, WebP, TIFF, BMP, ...)."""
     if len(data) == 0:
         raise Rejected("empty", "empty file (0 bytes)")
-    with pillow_errors("corrupt", "cannot decode image: {type}: {e}"):
-        with Image.open(io.BytesIO(data)) as im:
-            pixels, note = clean_image(im, opts)
+    try:
+        with pillow_errors("corrupt", "cannot decode image: {type}: {e}"):
+            with Image.open(io.BytesIO(data), formats=_formats()) as im:
+                pixels, note = clean_image(im, opts)
+    except Rejected as e:
+        if e.code == "not-an-image":
+            raise _unidentified(data) from None
+        raise
     return finish(pixels, note)
 
 

@@ -20,6 +20,7 @@ The first image (in input order) is kept; later copies are reported as duplicate
 
 from __future__ import annotations
 
+from array import array
 from typing import Callable
 
 import numpy as np
@@ -32,6 +33,13 @@ _MIN_CONTRAST = 8.0
 def hamming(a: int, b: int) -> int:
     """Number of differing bits between two 64-bit hashes."""
     return (a ^ b).bit_count()
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Set bits per element of a uint64 array."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(x).astype(np.int64)
+    return np.unpackbits(x.view(np.uint8)).reshape(-1, 64).sum(1).astype(np.int64)
 
 
 def pixels_match(kept: np.ndarray, new: np.ndarray, tolerance: float) -> bool:
@@ -66,40 +74,51 @@ class Deduper:
         self.near_bits = near_bits
         self.pixel_tolerance = pixel_tolerance
         self.exact: dict[bytes, int] = {}
-        self.hashes: list[int] = []
+        self._hashes = np.zeros(1024, np.uint64)
+        self._count = 0
         bands = (near_bits or 0) + 1
         edges = np.linspace(0, 64, bands + 1).round().astype(int)
         self._bands = [(int(lo), (1 << int(hi - lo)) - 1) for lo, hi in zip(edges[:-1], edges[1:])]
-        self._tables: list[dict[int, list[int]]] = [{} for _ in self._bands]
+        self._tables: list[dict[int, array]] = [{} for _ in self._bands]
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return self._count
 
     def check(self, sha: bytes, phash: int, pixels: np.ndarray) -> tuple[str, int, int] | None:
-        """``("exact"|"near", kept index, hash distance)`` when a duplicate, else None."""
+        """``("exact"|"near", kept index, hash distance)`` when a duplicate, else None.
+
+        Near candidates are tried closest first (ties: earliest kept image).
+        """
         if sha in self.exact:
             return "exact", self.exact[sha], 0
-        if self.near_bits is None:
+        if self.near_bits is None or not self._count:
             return None
-        seen: set[int] = set()
-        best: tuple[int, int] | None = None
-        for (shift, mask), table in zip(self._bands, self._tables):
-            for i in table.get((phash >> shift) & mask, ()):
-                if i in seen:
-                    continue
-                seen.add(i)
-                d = hamming(phash, self.hashes[i])
-                if d <= self.near_bits and (best is None or (d, i) < best):
-                    if pixels_match(self.get_pixels(i), pixels, self.pixel_tolerance):
-                        best = (d, i)
-        return None if best is None else ("near", best[1], best[0])
+        buckets = [b for (shift, mask), table in zip(self._bands, self._tables)
+                   if (b := table.get((phash >> shift) & mask)) is not None]
+        if not buckets:
+            return None
+        idx = np.concatenate([np.frombuffer(b, np.int64) for b in buckets])
+        dist = popcount64(self._hashes[idx] ^ np.uint64(phash))
+        close = dist <= self.near_bits
+        idx, dist = idx[close], dist[close]
+        for j in np.lexsort((idx, dist)):
+            if pixels_match(self.get_pixels(int(idx[j])), pixels, self.pixel_tolerance):
+                return "near", int(idx[j]), int(dist[j])
+        return None
 
     def add(self, sha: bytes, phash: int, index: int) -> None:
         """Record kept image ``index`` (indices must be added in order 0, 1, 2, ...)."""
-        if index != len(self.hashes):
-            raise ValueError(f"expected kept index {len(self.hashes)}, got {index}")
+        if index != self._count:
+            raise ValueError(f"expected kept index {self._count}, got {index}")
         self.exact.setdefault(sha, index)
-        self.hashes.append(phash)
+        if self._count == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        self._hashes[index] = phash
+        self._count += 1
         if self.near_bits is not None:
             for (shift, mask), table in zip(self._bands, self._tables):
-                table.setdefault((phash >> shift) & mask, []).append(index)
+                key = (phash >> shift) & mask
+                bucket = table.get(key)
+                if bucket is None:
+                    table[key] = bucket = array("q")
+                bucket.append(index)

@@ -38,12 +38,12 @@ from imagegen.data.clean import MAX_SIZE, MODES, CleanOptions, Cleaned, Rejected
 from imagegen.data.dataset import MANIFEST_NAME, REPORT_NAME, SHARD_RE, SHARD_SIZE
 from imagegen.data.dedupe import DEFAULT_NEAR_BITS, Deduper
 from imagegen.data.sources import Source, fingerprint_parts, open_source
-from imagegen.data.workers import default_workers, ordered_map
+from imagegen.data.workers import default_workers, ordered_map, worker_pool
 from imagegen.data.writer import WORK_DIR, ShardWriter, read_state
 from imagegen.errors import ImagegenError
 
 DEFAULT_FOLDER_SIZE = 64
-PARALLEL_MIN_INPUTS = 512  # smaller imports run in this process (workers cost ~1 s to start)
+PARALLEL_MIN_INPUTS = 128  # smaller imports run in this process
 
 T = TypeVar("T")
 
@@ -245,27 +245,32 @@ def _run(source: Source, writer: ShardWriter, deduper: Deduper | None, opts: Cle
     n_workers = default_workers() if workers is None else max(0, int(workers))
     if remaining < PARALLEL_MIN_INPUTS:
         n_workers = 0
-    jobs = ((item.kind, item.payload, item.mask) for item in source.items(start))
-    results = ordered_map(clean_item, jobs, args=(opts,), workers=n_workers)
     stats = {"kept": 0, "dup": 0, "rejected": 0}
-    bar = _bar(zip(entries[start:], results), len(entries), start, progress)
-    try:
-        for n, (entry, result) in enumerate(bar):
-            _account(entry, result, source, writer, deduper, stats)
-            if progress and n % 256 == 0:
-                bar.set_postfix(stats, refresh=False)
-    except KeyboardInterrupt:
-        bar.close()
-        raise ImagegenError(f"import interrupted after {writer.consumed} of {len(entries)} "
-                            "inputs; run the same command again to resume") from None
-    finally:
-        bar.close()
+    with worker_pool(n_workers) as pool:  # workers first: forked before any thread starts
+        jobs = ((item.kind, item.payload, item.mask) for item in source.items(start))
+        results = ordered_map(clean_item, jobs, args=(opts,), pool=pool)
+        bar = _bar(zip(entries[start:], results), len(entries), start, progress)
+        try:
+            for n, (entry, result) in enumerate(bar):
+                _account(entry, result, source, writer, deduper, stats)
+                if progress and n % 256 == 0:
+                    bar.set_postfix(stats, refresh=False)
+        except KeyboardInterrupt:
+            raise ImagegenError(f"import interrupted after {writer.consumed} of {len(entries)} "
+                                "inputs; run the same command again to resume") from None
+        finally:
+            bar.close()
+
+
+def report_name(key: str) -> str:
+    """``key`` as valid UTF-8: bytes that were not (os.fsdecode surrogates) become ``\\xNN``."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _account(entry: Any, result: Cleaned | Rejected, source: Source, writer: ShardWriter,
              deduper: Deduper | None, stats: dict[str, int]) -> None:
     """Record one input's fate: kept, duplicate of a kept input, or rejected."""
-    line: dict[str, Any] = {"input": entry.key}
+    line: dict[str, Any] = {"input": report_name(entry.key)}
     if isinstance(result, Rejected):
         line.update(status="rejected", code=result.code, reason=str(result))
         stats["rejected"] += 1

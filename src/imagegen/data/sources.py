@@ -227,6 +227,7 @@ class ZipSource(Source):
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise ImagegenError(f"cannot open zip archive '{path}' ({e}); check the file is "
                                 "complete (re-download it) or unzip it and import the folder") from e
+        self._infos = infos
         entries = []
         for i in infos:
             mode = (i.external_attr >> 16) & 0o170000
@@ -240,12 +241,12 @@ class ZipSource(Source):
 
     def items(self, start: int = 0) -> Iterator[Item]:
         with zipfile.ZipFile(self.path) as zf:
-            for e in self.entries[start:]:
+            for e, info in zip(self.entries[start:], self._infos[start:]):
                 if e.error:
                     yield _error(*e.error)
                     continue
                 try:
-                    with zf.open(e.key) as f:
+                    with zf.open(info) as f:  # by entry: member names may repeat
                         data = f.read(MAX_FILE_BYTES + 1)
                 except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
                         NotImplementedError) as err:
@@ -274,6 +275,7 @@ class TarSource(Source):
     def __init__(self, path: Path, labels: str | Path | None) -> None:
         self.path = path
         entries: list[Entry] = []
+        tail: Entry | None = None
         try:
             with tarfile.open(path, "r:*") as tf:
                 try:
@@ -281,25 +283,30 @@ class TarSource(Source):
                         if not m.isdir():
                             entries.append(Entry(m.name, stamp=f"{m.size}:{m.mtime}",
                                                  error=_member_error(m.name, m.size, _tar_kind(m))))
+                    if _garbage_after(tf):
+                        raise tarfile.ReadError("a member header is corrupt")
                 except (tarfile.TarError, OSError, EOFError, zlib_error()) as e:
-                    entries.append(Entry(f"{path.name}: after member {len(entries)}", error=(
+                    tail = Entry(f"{path.name}: after member {len(entries)}", error=(
                         "corrupt-archive", f"archive is truncated or corrupt here ({e}); the "
-                        "members after this point could not be read")))
+                        "members after this point could not be read"))
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ImagegenError(f"cannot open tar archive '{path}' ({e}); check the file is "
                                 "complete (re-download it)") from e
-        self._readable = sum(1 for e in entries if not e.key.startswith(f"{path.name}: after"))
+        self._members = len(entries)
         entries, class_names = assign_labels(entries, labels)
+        if tail is not None:
+            entries.append(tail)
         super().__init__(str(path), entries, class_names)
 
     def items(self, start: int = 0) -> Iterator[Item]:
-        done = 0
-        with tarfile.open(self.path, "r:*") as tf:
-            try:
+        """One item per listed member, then the listing's own error entry, if any."""
+        done = 0  # members yielded or skipped so far
+        try:
+            with tarfile.open(self.path, "r:*") as tf:
                 for m in tf:
                     if m.isdir():
                         continue
-                    if done >= self._readable:
+                    if done >= self._members:
                         break
                     e = self.entries[done]
                     done += 1
@@ -308,12 +315,32 @@ class TarSource(Source):
                     if e.error:
                         yield _error(*e.error)
                         continue
-                    f = tf.extractfile(m)
-                    yield Item("bytes", f.read() if f else b"")
-            except (tarfile.TarError, OSError, EOFError, zlib_error()):
-                pass
+                    try:
+                        f = tf.extractfile(m)
+                        data = f.read() if f else b""
+                    except (tarfile.TarError, OSError, EOFError, zlib_error()) as err:
+                        yield _error("corrupt-archive", f"archive is truncated inside this "
+                                     f"member ({err})")
+                        break
+                    yield Item("bytes", data)
+        except (tarfile.TarError, OSError, EOFError, zlib_error()):
+            pass
         for e in self.entries[max(done, start):]:
             yield _error(*(e.error or ("corrupt-archive", "archive ended before this member")))
+
+
+def _garbage_after(tf: tarfile.TarFile) -> bool:
+    """True when data follows the point where tarfile stopped (a corrupt member header).
+
+    ``tarfile`` treats an unreadable header after the first as the end of the archive;
+    a real end is zero blocks (or nothing) from there on. Reads forward from where
+    tarfile stopped (just after that header), so a compressed stream is not rewound.
+    """
+    try:
+        rest = tf.fileobj.read(64 * tarfile.BLOCKSIZE)
+    except (OSError, EOFError, tarfile.TarError):
+        return True
+    return any(rest)
 
 
 def zlib_error() -> type[Exception]:

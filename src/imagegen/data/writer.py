@@ -23,6 +23,7 @@ channel (``channels=None``), concatenates the report into ``report.jsonl``, writ
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -75,7 +76,7 @@ class ShardWriter:
         self.consumed = 0  # committed inputs
         self.all_gray = True
         self.kept_keys: list[str] = []
-        self._maps: dict[int, np.ndarray] = {}
+        self._files: dict[int, tuple[Any, int, tuple[int, ...]]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -115,17 +116,35 @@ class ShardWriter:
         return sum(self.shards) + self._n
 
     def pixels(self, index: int) -> np.ndarray:
-        """Kept image ``index`` (from the buffer, or memory-mapped from its shard)."""
+        """Kept image ``index``, from the buffer or read from its shard file.
+
+        Committed rows are read with ``os.pread`` rather than a memory map, so checking
+        near-duplicate candidates does not pile file pages into this process's memory.
+        """
         base = sum(self.shards)
         if index >= base:
             return self._images[index - base]
         for k, count in enumerate(self.shards):
             if index < count:
-                if k not in self._maps:
-                    self._maps[k] = np.load(self.dest / f"images-{k:05d}.npy", mmap_mode="r")
-                return self._maps[k][index]
+                if k not in self._files:
+                    f = open(self.dest / f"images-{k:05d}.npy", "rb")
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, _ = read_header(f)
+                    self._files[k] = (f, f.tell(), shape[1:])
+                f, offset, shape = self._files[k]
+                row = int(np.prod(shape))
+                data = os.pread(f.fileno(), row, offset + index * row)
+                return np.frombuffer(data, np.uint8).reshape(shape)
             index -= count
         raise IndexError(index)
+
+    def close(self) -> None:
+        """Close the shard files opened by :meth:`pixels`."""
+        for f, _, _ in self._files.values():
+            f.close()
+        self._files.clear()
 
     def keep(self, item: Cleaned, label: int | None, line: dict[str, Any]) -> None:
         """Add one kept image with its report line; commits when the shard is full."""
@@ -220,7 +239,7 @@ class ShardWriter:
         self.commit()
         if not self.shards:
             raise ImagegenError("no usable images")
-        self._maps.clear()
+        self.close()
         if channels is None and self.all_gray and self.shape[2] == 3:
             self._to_gray()
         shards: list[dict[str, Any]] = []

@@ -46,6 +46,7 @@ MANIFEST_NAME = "manifest.json"
 SHARD_SIZE = 10_000
 SHARD_RE = re.compile(r"^(images|labels|masks)-\d{5}\.npy$")
 REPORT_NAME = "report.jsonl"
+_REBUILD = "re-create the dataset with `imagegen data import SRC DATA --overwrite`"
 _CREATE_HINT = "create it with `imagegen data import builtin:mnist5k {path}`"
 
 
@@ -201,7 +202,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(path, f"{MANIFEST_NAME} is unreadable ({e})",
-                    "re-create the dataset with `imagegen data import SRC DATA --overwrite`") from e
+                    _REBUILD) from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _fail(path, f"{MANIFEST_NAME} is not an {FORMAT} manifest")
     if manifest.get("version") != VERSION:
@@ -213,7 +214,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if missing or not isinstance(manifest["shards"], list) or not manifest["shards"]:
         raise _fail(path, f"{MANIFEST_NAME} is missing or has empty fields: "
                     f"{', '.join(missing) or 'shards'}",
-                    "re-create the dataset with `imagegen data import SRC DATA --overwrite`")
+                    _REBUILD)
     return manifest
 
 
@@ -228,10 +229,24 @@ def _load_npy(path: Path, file: Path, mmap: bool) -> np.ndarray:
         return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError as e:
         raise _fail(path, f"shard {file.name} is missing",
-                    "re-create the dataset with `imagegen data import SRC DATA --overwrite`") from e
+                    _REBUILD) from e
     except (OSError, ValueError) as e:
         raise _fail(path, f"shard {file.name} is unreadable ({e})",
-                    "re-create the dataset with `imagegen data import SRC DATA --overwrite`") from e
+                    _REBUILD) from e
+
+
+def _load_part(path: Path, shard: dict[str, Any], kind: str, dtype: Any,
+               shape: tuple[Any, ...], *, mmap: bool, verify: bool) -> np.ndarray:
+    """Load one shard file (images, labels or masks), checking shape, dtype and sha256."""
+    file = _shard_file(path, shard.get(kind))
+    arr = _load_npy(path, file, mmap=mmap)
+    if arr.dtype != dtype or arr.shape != shape:
+        raise _fail(path, f"shard {file.name} holds {arr.dtype} {arr.shape}, the manifest "
+                    f"says {np.dtype(dtype)} {shape}", _REBUILD)
+    if verify and sha256_file(file) != shard.get(f"{kind}_sha256"):
+        raise _fail(path, f"shard {file.name} does not match its sha256 in the manifest "
+                    "(modified or corrupted)", _REBUILD)
+    return arr
 
 
 def load_dataset(path: str | Path, *, verify: bool = False) -> PreparedDataset:
@@ -254,54 +269,31 @@ def load_dataset(path: str | Path, *, verify: bool = False) -> PreparedDataset:
     manifest = _read_manifest(path)
     resolution, channels = manifest["resolution"], manifest["channels"]
     class_names = manifest["class_names"]
-    rebuild = "re-create the dataset with `imagegen data import SRC DATA --overwrite`"
     shape = (*[int(r) for r in resolution], int(channels))
     images_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
     mask_parts: list[np.ndarray] = []
     for shard in manifest["shards"]:
-        ifile = _shard_file(path, shard.get("images"))
-        images = _load_npy(path, ifile, mmap=True)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != shape \
-                or images.shape[0] != shard.get("count"):
-            raise _fail(path, f"shard {ifile.name} holds {images.dtype} {images.shape}, the "
-                        f"manifest says uint8 ({shard.get('count')}, {shape[0]}, {shape[1]}, "
-                        f"{shape[2]})", rebuild)
-        if verify and sha256_file(ifile) != shard.get("images_sha256"):
-            raise _fail(path, f"shard {ifile.name} does not match its sha256 in the manifest "
-                        "(modified or corrupted)", rebuild)
-        images_parts.append(images)
+        count = shard.get("count")
+        images_parts.append(_load_part(path, shard, "images", np.uint8, (count, *shape),
+                                       mmap=True, verify=verify))
         if class_names is not None:
-            lfile = _shard_file(path, shard.get("labels"))
-            labels = _load_npy(path, lfile, mmap=False)
-            if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
-                raise _fail(path, f"shard {lfile.name} holds {labels.dtype} {labels.shape}, "
-                            f"expected int64 ({images.shape[0]},)", rebuild)
-            if verify and sha256_file(lfile) != shard.get("labels_sha256"):
-                raise _fail(path, f"shard {lfile.name} does not match its sha256 in the "
-                            "manifest (modified or corrupted)", rebuild)
-            label_parts.append(labels)
+            label_parts.append(_load_part(path, shard, "labels", np.int64, (count,),
+                                          mmap=False, verify=verify))
         if manifest.get("masks"):
-            mfile = _shard_file(path, shard.get("masks"))
-            masks = _load_npy(path, mfile, mmap=True)
-            if masks.dtype != np.uint8 or masks.shape != images.shape[:3]:
-                raise _fail(path, f"shard {mfile.name} holds {masks.dtype} {masks.shape}, "
-                            f"expected uint8 {images.shape[:3]}", rebuild)
-            if verify and sha256_file(mfile) != shard.get("masks_sha256"):
-                raise _fail(path, f"shard {mfile.name} does not match its sha256 in the "
-                            "manifest (modified or corrupted)", rebuild)
-            mask_parts.append(masks)
+            mask_parts.append(_load_part(path, shard, "masks", np.uint8, (count, *shape[:2]),
+                                         mmap=True, verify=verify))
     if verify and dataset_checksum(manifest["shards"]) != manifest["checksum"]:
-        raise _fail(path, "manifest checksum does not match its shard hashes", rebuild)
+        raise _fail(path, "manifest checksum does not match its shard hashes", _REBUILD)
     all_images = ShardedImages(images_parts)
     if len(all_images) != manifest["count"]:
         raise _fail(path, f"shards hold {len(all_images)} images, the manifest says "
-                    f"{manifest['count']}", rebuild)
+                    f"{manifest['count']}", _REBUILD)
     labels_all = None
     if class_names is not None:
         labels_all = np.concatenate(label_parts)
         if len(labels_all) and (labels_all.min() < 0 or labels_all.max() >= len(class_names)):
-            raise _fail(path, f"labels outside 0..{len(class_names) - 1}", rebuild)
+            raise _fail(path, f"labels outside 0..{len(class_names) - 1}", _REBUILD)
     return PreparedDataset(path=path, images=all_images, labels=labels_all,
                            class_names=list(class_names) if class_names is not None else None,
                            manifest=manifest,

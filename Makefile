@@ -8,7 +8,7 @@ DATA   := data/mnist5k
 RUN    := runs/mnist
 OUT    := out/mnist
 
-.PHONY: demo test setup clean-demo bench
+.PHONY: demo test setup clean-demo bench bench-data
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+
+bench-data: $(STAMP)
+	$(BIN)/python benchmarks/import_speed.py
+	$(BIN)/python benchmarks/train_streaming.py
 
 clean-demo:
 	rm -rf $(DATA) $(RUN) $(OUT)

@@ -27,7 +27,7 @@ def tiny_config(data, steps: int = 6, **train):
     from imagegen.config import ModelConfig, RunConfig, TrainConfig
 
     tc = replace(TrainConfig(), budget_seconds=0.0, steps=steps, batch_size=16, sample_every_seconds=1e9,
-                 checkpoint_every_seconds=1e9, **train)
+                 checkpoint_every_seconds=1e9, **{"fid_every_seconds": 0.0, **train})
     mc = ModelConfig(preset="unet-tiny", resolution=8, channels=1, num_classes=10)
     return RunConfig(data=str(data), model=mc, train=tc)
 

@@ -110,3 +110,23 @@ def test_lr_schedule_and_durations():
     assert parse_duration("10m") == 600 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
     with pytest.raises(ImagegenError, match="10m"):
         parse_duration("ten minutes")
+
+
+def test_fid_during_training_keeps_the_best_checkpoint(digits_data, tmp_path):
+    import json
+
+    from imagegen.checkpoint import best_checkpoint
+
+    cfg = tiny_config(digits_data, steps=5, fid_every_seconds=1e-9, fid_samples=40, fid_steps=4,
+                      keep_checkpoints=1)
+    out = tmp_path / "run"
+    result = train(digits_data, out, config=cfg, progress=False)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    fids = {r["step"]: r["fid"] for r in records if "fid" in r}
+    assert len(fids) >= 4 and all(f > 0 for f in fids.values())  # every step, and at the end
+    best = best_checkpoint(out)
+    assert best["fid"] == pytest.approx(min(fids.values()), abs=1e-4)
+    assert best["step"] == min(fids, key=fids.get) and result["best_fid"] == pytest.approx(best["fid"])
+    names = {p.name for p in list_checkpoints(out)}
+    assert best["checkpoint"] in names  # pruning (keep 1) spared it
+    assert load_checkpoint(out / "checkpoints" / best["checkpoint"]).step == best["step"]

@@ -115,8 +115,27 @@ def latest_checkpoint(run: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+BEST_NAME = "best.json"
+
+
+def best_checkpoint(run: str | Path) -> dict | None:
+    """``RUN/best.json`` (the best-FID checkpoint seen during training), or None."""
+    try:
+        best = json.loads((Path(run) / BEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return best if isinstance(best, dict) and "checkpoint" in best else None
+
+
 def prune_checkpoints(run: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (and their optimizer files)."""
+    """Delete all but the newest ``keep`` checkpoints (and their optimizer files).
+
+    The best-FID checkpoint named in ``RUN/best.json`` is never deleted.
+    """
+    best = best_checkpoint(run)
+    protected = Path(run) / "checkpoints" / best["checkpoint"] if best else None
     for p in list_checkpoints(run)[:-keep] if keep > 0 else []:
+        if p == protected:
+            continue
         p.with_suffix(".optim.pt").unlink(missing_ok=True)
         p.unlink(missing_ok=True)

@@ -96,7 +96,8 @@ def cmd_train(a: argparse.Namespace) -> str:
     from .config import RunConfig
     from .training import make_config, train
 
-    overrides = {k: v for k, v in {"batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "threads": a.threads}.items() if v is not None}
+    overrides = {k: v for k, v in {"batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "threads": a.threads,
+                                   "fid_every_seconds": a.fid_every}.items() if v is not None}
     config = None
     if a.config:
         config = RunConfig.load(a.config)
@@ -105,8 +106,9 @@ def cmd_train(a: argparse.Namespace) -> str:
     r = train(a.data, a.out, budget=a.budget if a.resume else None, steps=a.steps if a.resume else None,
               config=config, resume=a.resume)
     state = "interrupted; continue with --resume" if r["interrupted"] else "done"
+    fid = "" if r.get("fid") is None else f"; FID {r['fid']:.2f} (best {r['best_fid']:.2f}, see {a.out}/best.json)"
     return (f"{state}: {r['step']} steps, {r['nimg']} images in {r['elapsed']:.0f}s ({r['img_per_s']:.0f} img/s); "
-            f"checkpoint {r['checkpoint']}; samples {r['grid']}")
+            f"checkpoint {r['checkpoint']}; samples {r['grid']}{fid}")
 
 
 def cmd_generate(a: argparse.Namespace) -> str:
@@ -201,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     t.add_argument("--preset", help="model preset (default: by image size; unet-tiny for smoke tests)")
     t.add_argument("--unconditional", action="store_true", help="ignore labels even if the data set has them")
+    t.add_argument("--fid-every", type=float, metavar="SECONDS",
+                   help="FID of the EMA model every SECONDS of training, best checkpoint kept in best.json "
+                        "(default: 120 for labeled sets up to 50,000 images; 0 = off; not counted in the budget)")
     t.add_argument("--config", help="a config.toml to train with (all settings from the file)")
     t.set_defaults(fn=cmd_train)
 

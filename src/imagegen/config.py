@@ -50,6 +50,10 @@ class TrainConfig:
     checkpoint_every_seconds: float = 60.0
     keep_checkpoints: int = 2
     threads: int = 0  # 0: torch's default
+    fid_every_seconds: float = -1.0  # FID during training: -1 auto (120 s for labeled sets of
+    # <= 50,000 images), 0 off; its time does not count against the budget
+    fid_samples: int = 256  # samples per training-time FID (Heun, fid_steps steps, cfg 1)
+    fid_steps: int = 10
 
 
 @dataclass(frozen=True)

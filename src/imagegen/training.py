@@ -32,6 +32,7 @@ from .config import ModelConfig, RunConfig, TrainConfig
 from .data import load_dataset
 from .errors import ImagegenError
 from .generate import make_grid, sample, save_png
+from .fid_monitor import FidMonitor, fid_interval
 from .losses import EDMLoss
 from .models.unet import build_denoiser, check_preset, preset_for_resolution
 
@@ -272,10 +273,24 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     config.save(out / "config.toml")
-    return _loop(trainer, progress, on_step)
+    every = fid_interval(config, len(ds), ds.labels is not None and mc.num_classes > 0)
+    monitor = FidMonitor(config, out, progress=progress) if every > 0 else None
+    return _loop(trainer, progress, on_step, monitor, every)
 
 
-def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None) -> dict[str, Any]:
+def _check_fid(tr: Trainer, monitor: FidMonitor, log: Any, checkpoint: Path | None = None) -> float:
+    """Score the EMA model, log it, and keep the checkpoint when it is the best so far."""
+    fid = monitor.score(tr.ema)
+    log.write(json.dumps({"step": tr.step, "nimg": tr.nimg, "elapsed": round(tr.elapsed, 2),
+                          "fid": round(fid, 4)}) + "\n")
+    log.flush()
+    if monitor.is_best(fid):
+        monitor.mark_best(checkpoint or tr.save(), tr.step, fid)
+    return fid
+
+
+def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None,
+          monitor: FidMonitor | None = None, fid_every: float = 0.0) -> dict[str, Any]:
     tc = tr.config.train
     log = open(tr.out / "metrics.jsonl", "a", encoding="utf-8")
     total = tc.steps if tc.steps and not tc.budget_seconds else None
@@ -284,7 +299,8 @@ def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None)
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
     start_step, start_elapsed = tr.step, tr.elapsed
     t_start = time.perf_counter() - tr.elapsed
-    last_ckpt = last_sample = last_log = tr.elapsed
+    last_ckpt = last_sample = last_log = last_fid = tr.elapsed
+    fid_text = ""
     losses: list[float] = []
     interrupted = False
     try:
@@ -300,7 +316,7 @@ def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None)
                        "lr": lr_at(tc, tr.progress()), "img_per_s": round(rate, 1)}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-                bar.set_postfix_str(f"step {tr.step} loss {rec['loss']:.4f} {rate:.0f} img/s", refresh=False)
+                bar.set_postfix_str(f"step {tr.step} loss {rec['loss']:.4f} {rate:.0f} img/s{fid_text}", refresh=False)
                 losses.clear()
                 last_log = tr.elapsed
             shown = tr.step if total else min(int(tr.elapsed), int(tc.budget_seconds))
@@ -309,6 +325,11 @@ def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None)
             if tr.elapsed - last_sample >= tc.sample_every_seconds and not tr.done():
                 tr.sample_grid(tr.out / "samples" / f"grid-{tr.step:08d}.png")
                 last_sample = tr.elapsed = time.perf_counter() - t_start
+            if monitor is not None and tr.elapsed - last_fid >= fid_every and not tr.done():
+                t0 = time.perf_counter()
+                fid_text = f" FID {_check_fid(tr, monitor, log):.2f}"
+                t_start += time.perf_counter() - t0  # FID time does not count against the budget
+                last_fid = tr.elapsed
             if tr.elapsed - last_ckpt >= tc.checkpoint_every_seconds and not tr.done():
                 tr.save()
                 last_ckpt = tr.elapsed = time.perf_counter() - t_start
@@ -316,10 +337,16 @@ def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None)
         interrupted = True
     finally:
         bar.close()
-        log.close()
     path = tr.save()
+    fid = None
+    try:
+        if monitor is not None and not interrupted:
+            fid = _check_fid(tr, monitor, log, checkpoint=path)
+    finally:
+        log.close()
     grid = tr.out / "samples" / f"grid-{tr.step:08d}.png"
     tr.sample_grid(grid)
     rate = (tr.step - start_step) * tc.batch_size / max(tr.elapsed - start_elapsed, 1e-9)
     return {"run": str(tr.out), "checkpoint": str(path), "grid": str(grid), "step": tr.step, "nimg": tr.nimg,
-            "elapsed": tr.elapsed, "img_per_s": rate, "interrupted": interrupted}
+            "elapsed": tr.elapsed, "img_per_s": rate, "interrupted": interrupted, "fid": fid,
+            "best_fid": None if monitor is None else monitor.best}

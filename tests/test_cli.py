@@ -41,10 +41,15 @@ def test_cli_end_to_end(tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert report["n"] == 12 and report["fid"] > 0 and 0 <= report["confident_fraction"] <= 1
     assert "class_accuracy" in report and "fid" in printed.lower()
+    for key in ("fid", "kid", "precision", "recall", "memorization", "cas", "class_accuracy"):
+        assert isinstance(report[key], float), key
+    assert len(report["fid_seeds"]) == 3 and report["fid_std"] >= 0  # 3 groups of 4 PNGs
+    assert report_path.with_suffix(".png").is_file()
 
     # a run evaluated directly generates its own samples
     assert run("evaluate", runs, "--data", data, "-n", 10, "--steps", 2, "--json", tmp_path / "r2.json") == 0
-    assert json.loads((tmp_path / "r2.json").read_text())["n"] == 10
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["n"] == 30 and r2["seeds"] == 3 and r2["generation"]["n_per_seed"] == 10
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):

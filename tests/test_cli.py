@@ -45,6 +45,10 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert isinstance(report[key], float), key
     assert len(report["fid_seeds"]) == 3 and report["fid_std"] >= 0  # 3 groups of 4 PNGs
     assert report_path.with_suffix(".png").is_file()
+    # a figure written into the sample folder is not read back as a sample
+    assert run("evaluate", out, "--data", data, "--figure", out / "evaluation.png") == 0
+    assert run("evaluate", out, "--data", data, "--json", report_path) == 0
+    assert json.loads(report_path.read_text())["n"] == 12
 
     # a run evaluated directly generates its own samples
     assert run("evaluate", runs, "--data", data, "-n", 10, "--steps", 2, "--json", tmp_path / "r2.json") == 0

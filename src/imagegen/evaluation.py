@@ -342,11 +342,14 @@ def load_image_folder(
                             "`imagegen generate RUN --out DIR`")
     arrays: list[np.ndarray] = []
     classes: list[int | None] = []
+    kept: list[Path] = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                im.load()
                 text = dict(getattr(im, "text", None) or {})
+                if text.get("imagegen") == "evaluation figure":
+                    continue  # the figure `imagegen evaluate` wrote here, not a sample
+                im.load()
                 if channels is not None:
                     mode = _MODES[channels]
                 else:
@@ -361,9 +364,10 @@ def load_image_folder(
             arr = arr[..., None]
         if arrays and arr.shape != arrays[0].shape:
             raise ImagegenError(f"image {p} is {arr.shape[1]}x{arr.shape[0]}x{arr.shape[2]} but "
-                                f"{paths[0].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}x"
+                                f"{kept[0].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}x"
                                 f"{arrays[0].shape[2]}; all images must share one size and mode")
         arrays.append(arr)
+        kept.append(p)
         raw = text.get("class")
         if raw is None:
             classes.append(None)
@@ -372,10 +376,12 @@ def load_image_folder(
                 classes.append(int(str(raw).strip()))
             except ValueError as exc:
                 raise ImagegenError(f"image {p} has a non-integer 'class' text chunk: {raw!r}") from exc
+    if not arrays:
+        raise ImagegenError(f"no sample PNGs in {folder} (only grid.png or evaluation figures)")
     labels = None
     if all(c is not None for c in classes):
         labels = np.asarray(classes, dtype=np.int64)
-    return np.stack(arrays), labels, paths
+    return np.stack(arrays), labels, kept
 
 
 def evaluate_folder(

@@ -20,6 +20,9 @@ import numpy as np
 
 from .atomic import atomic_path
 
+# PNG text chunk that marks our figures, so a folder of samples that holds one still loads
+FIGURE_KEY, FIGURE_VALUE = "imagegen", "evaluation figure"
+
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(loss records, FID records) of a run's ``metrics.jsonl``; empty when missing."""
@@ -102,6 +105,6 @@ def write_figure(path: str | Path, *, log: Path | None = None, samples: np.ndarr
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={FIGURE_KEY: FIGURE_VALUE})
     plt.close(fig)
     return path

@@ -73,3 +73,38 @@ def test_callback_and_nfe_count():
     calls["n"] = 0
     sample_euler(counting, torch.randn(3, 2) * 80, karras_sigmas(10))
     assert calls["n"] == nfe("euler", 10) == 10
+
+
+def test_dpmpp_2m_is_second_order_at_one_evaluation_per_step():
+    """Against the exact ODE solution of Gaussian data: the error falls ~4x per doubling of
+    steps (second order), beats Euler at equal NFE, and costs one evaluation per step."""
+    from imagegen.samplers import sample_dpmpp_2m
+
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
+    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
+    errs = [(sample_dpmpp_2m(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item()
+            for n in (20, 40, 80)]
+    assert 3.0 < errs[0] / errs[1] < 5.0 and 3.0 < errs[1] / errs[2] < 5.0
+    err_euler = (sample_euler(exact_denoiser, x.clone(), karras_sigmas(20).double()) - exact).abs().max().item()
+    assert errs[0] < err_euler / 2  # 2.8x lower at 20 steps
+    calls = {"n": 0}
+
+    def counting(x, sigma):
+        calls["n"] += 1
+        return exact_denoiser(x, sigma)
+
+    sample_dpmpp_2m(counting, torch.randn(3, 2) * 80, karras_sigmas(10))
+    assert calls["n"] == nfe("dpmpp-2m", 10) == 10
+
+
+@pytest.mark.parametrize("steps,var_tol", [(18, 0.15), (35, 0.04), (60, 0.015)])
+def test_dpmpp_2m_reproduces_gaussian_mean_and_variance(steps, var_tol):
+    """The same schedule-bound variance error as Heun at equal steps (+13%, +2.9%, +0.9%),
+    at half the network evaluations."""
+    from imagegen.samplers import sample_dpmpp_2m
+
+    g = torch.Generator().manual_seed(0)
+    sigmas = karras_sigmas(steps).double()
+    y = sample_dpmpp_2m(exact_denoiser, torch.randn(2000, 100, generator=g, dtype=torch.float64) * sigmas[0], sigmas)
+    assert y.mean().item() == pytest.approx(MU, rel=0.01)
+    assert y.var().item() == pytest.approx(S**2, rel=var_tol)

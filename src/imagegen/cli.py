@@ -35,6 +35,7 @@ EPILOG_GENERATE = """examples:
   imagegen generate runs/mnist -n 64 --out out/mnist
   imagegen generate runs/mnist -n 16 --class 3 --cfg 2.0 --seed 7 --out out/threes
   imagegen generate runs/mnist -n 64 --sampler euler --steps 40 --out out/euler
+  imagegen generate runs/mnist -n 64 --sampler dpmpp-2m --steps 10 --out out/fast
 """
 EPILOG_EVALUATE = """examples:
   imagegen evaluate runs/mnist --data data/mnist5k -n 2000 --json out/report.json
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     g.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
     g.add_argument("--steps", type=int, help="sampler steps (default 18)")
-    g.add_argument("--sampler", choices=("heun", "euler"), help="ODE sampler (default heun)")
+    g.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m"),
+                   help="ODE sampler (default heun); dpmpp-2m spends one network evaluation per step")
     g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance weight; 1 = none (default: the run's)")
     g.add_argument("--checkpoint", help="a specific checkpoint file of the run")
@@ -246,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--figure", help="where to write the PNG figure (default: the JSON path with .png)")
     e.add_argument("--json", help="where to write the JSON report (default SOURCE/evaluation.json)")
     e.add_argument("--steps", type=int, help="sampler steps when generating from a run")
-    e.add_argument("--sampler", choices=("heun", "euler"))
+    e.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m"))
     e.add_argument("--cfg", type=float)
     e.set_defaults(fn=cmd_evaluate)
     return p

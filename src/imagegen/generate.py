@@ -23,7 +23,7 @@ from .errors import ImagegenError
 from .images import make_grid, save_png, to_pil  # noqa: F401  (re-exported)
 from .models.precond import Denoiser
 from .models.unet import build_denoiser
-from .samplers import SAMPLERS, karras_sigmas, nfe
+from .samplers import SAMPLERS, evaluation_sigmas, karras_sigmas
 
 
 def guided(
@@ -52,8 +52,7 @@ def guided(
 def network_evaluations(sc: SampleConfig, conditional: bool) -> int:
     """Network evaluations per image: the sampler's NFE, with guided ones counted twice."""
     sigmas = karras_sigmas(sc.steps, sc.sigma_min, sc.sigma_max, sc.rho).tolist()
-    at = sigmas[:-1] if sc.sampler == "euler" else sigmas[:-1] + [s for s in sigmas[1:] if s > 0]
-    assert len(at) == nfe(sc.sampler, sc.steps)
+    at = evaluation_sigmas(sc.sampler, sigmas)
     if not conditional or sc.cfg == 1.0:
         return len(at)
     return sum(2 if sc.cfg_sigma_lo < s <= sc.cfg_sigma_hi else 1 for s in at)

@@ -108,3 +108,23 @@ def test_dpmpp_2m_reproduces_gaussian_mean_and_variance(steps, var_tol):
     y = sample_dpmpp_2m(exact_denoiser, torch.randn(2000, 100, generator=g, dtype=torch.float64) * sigmas[0], sigmas)
     assert y.mean().item() == pytest.approx(MU, rel=0.01)
     assert y.var().item() == pytest.approx(S**2, rel=var_tol)
+
+
+def test_ipndm_converges_faster_than_euler_at_one_evaluation_per_step():
+    from imagegen.samplers import sample_ipndm
+
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
+    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
+    errs = [(sample_ipndm(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item()
+            for n in (20, 40, 80)]
+    assert errs[0] / errs[1] > 3.5 and errs[1] / errs[2] > 3.5  # at least second order
+    err_euler = (sample_euler(exact_denoiser, x.clone(), karras_sigmas(20).double()) - exact).abs().max().item()
+    assert errs[0] < err_euler / 5
+    calls = {"n": 0}
+
+    def counting(x, sigma):
+        calls["n"] += 1
+        return exact_denoiser(x, sigma)
+
+    sample_ipndm(counting, torch.randn(3, 2) * 80, karras_sigmas(7))
+    assert calls["n"] == nfe("ipndm", 7) == 7

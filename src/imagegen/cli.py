@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     g.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
     g.add_argument("--steps", type=int, help="sampler steps (default 18)")
-    g.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m"),
+    g.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m", "ipndm"),
                    help="ODE sampler (default heun); dpmpp-2m spends one network evaluation per step")
     g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance weight; 1 = none (default: the run's)")
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--figure", help="where to write the PNG figure (default: the JSON path with .png)")
     e.add_argument("--json", help="where to write the JSON report (default SOURCE/evaluation.json)")
     e.add_argument("--steps", type=int, help="sampler steps when generating from a run")
-    e.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m"))
+    e.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m", "ipndm"))
     e.add_argument("--cfg", type=float)
     e.set_defaults(fn=cmd_evaluate)
     return p

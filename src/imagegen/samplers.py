@@ -4,7 +4,8 @@ Schedules and samplers follow Karras et al. 2022 ("EDM"): the probability-flow O
 ``dx/dsigma = (x - D(x, sigma)) / sigma`` integrated from ``sigma_max`` down to 0 over the
 schedule of Eq. 5. ``sample_euler`` is the first-order method; ``sample_heun`` is
 Algorithm 1 (deterministic Heun, 2 evaluations per step except the last);
-``sample_dpmpp_2m`` is DPM-Solver++(2M), second order at one evaluation per step.
+``sample_dpmpp_2m`` is DPM-Solver++(2M), second order at one evaluation per step;
+``sample_ipndm`` is the iPNDM linear multistep method (up to 4th order, one per step).
 
 Randomness is passed in (``noise_fn``), never drawn from global state; ``callback`` is
 called after each step with ``(i, x, denoised)`` for progress reporting.
@@ -123,8 +124,39 @@ def sample_dpmpp_2m(
     return x
 
 
+# Adams-Bashforth weights for the newest derivative first, orders 1 to 4.
+_AB = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+
+def sample_ipndm(
+    denoiser: DenoiseFn,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """iPNDM (Zhang & Chen 2022, "DEIS", after Liu et al.'s PNDM): linear multistep.
+
+    Euler steps of the probability-flow ODE whose slope ``(x - D) / sigma`` is the
+    Adams-Bashforth combination of the last (up to) four slopes, with the lower-order
+    formulas while the history fills up. One evaluation per step.
+    """
+    history: list[torch.Tensor] = []
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        denoised = denoiser(x, s.expand(x.shape[0]))
+        history.insert(0, (x - denoised) / s)
+        del history[4:]
+        d = sum(w * h for w, h in zip(_AB[len(history) - 1], history))
+        x = x + (s_next - s) * d
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
-    "euler": sample_euler, "heun": sample_heun, "dpmpp-2m": sample_dpmpp_2m}
+    "euler": sample_euler, "heun": sample_heun, "dpmpp-2m": sample_dpmpp_2m, "ipndm": sample_ipndm}
 
 
 def evaluation_sigmas(sampler: str, sigmas: list[float]) -> list[float]:
@@ -138,4 +170,4 @@ def evaluation_sigmas(sampler: str, sigmas: list[float]) -> list[float]:
 
 def nfe(sampler: str, steps: int) -> int:
     """Number of denoiser evaluations ``sampler`` spends for ``steps`` steps."""
-    return {"euler": steps, "dpmpp-2m": steps, "heun": 2 * steps - 1}[sampler]
+    return {"euler": steps, "dpmpp-2m": steps, "ipndm": steps, "heun": 2 * steps - 1}[sampler]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,8 +243,6 @@ def clean_image(im: Image.Image, opts: CleanOptions) -> tuple[np.ndarray, str | 
 
 def clean_file(path: Path) -> bytes:
     """Read a local file for decoding, refusing special, empty and huge files."""
-    import stat
-
     try:
         st = path.stat()
     except FileNotFoundError as e:

@@ -36,6 +36,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
@@ -285,7 +286,7 @@ class TarSource(Source):
                                                  error=_member_error(m.name, m.size, _tar_kind(m))))
                     if _garbage_after(tf):
                         raise tarfile.ReadError("a member header is corrupt")
-                except (tarfile.TarError, OSError, EOFError, zlib_error()) as e:
+                except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                     tail = Entry(f"{path.name}: after member {len(entries)}", error=(
                         "corrupt-archive", f"archive is truncated or corrupt here ({e}); the "
                         "members after this point could not be read"))
@@ -318,12 +319,12 @@ class TarSource(Source):
                     try:
                         f = tf.extractfile(m)
                         data = f.read() if f else b""
-                    except (tarfile.TarError, OSError, EOFError, zlib_error()) as err:
+                    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
                         yield _error("corrupt-archive", f"archive is truncated inside this "
                                      f"member ({err})")
                         break
                     yield Item("bytes", data)
-        except (tarfile.TarError, OSError, EOFError, zlib_error()):
+        except (tarfile.TarError, OSError, EOFError, zlib.error):
             pass
         for e in self.entries[max(done, start):]:
             yield _error(*(e.error or ("corrupt-archive", "archive ended before this member")))
@@ -341,12 +342,6 @@ def _garbage_after(tf: tarfile.TarFile) -> bool:
     except (OSError, EOFError, tarfile.TarError):
         return True
     return any(rest)
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 # --------------------------------------------------------------------------- parquet

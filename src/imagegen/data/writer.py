@@ -240,15 +240,15 @@ class ShardWriter:
         if not self.shards:
             raise ImagegenError("no usable images")
         self.close()
+        out_channels = self.shape[2]
         if channels is None and self.all_gray and self.shape[2] == 3:
             self._to_gray()
+            out_channels = 1
         shards: list[dict[str, Any]] = []
         all_labels = []
-        out_channels = self.shape[2]
         for k, count in enumerate(self.shards):
             entry: dict[str, Any] = {"images": f"images-{k:05d}.npy", "count": count}
             entry["images_sha256"] = sha256_file(self.dest / entry["images"])
-            out_channels = int(np.load(self.dest / entry["images"], mmap_mode="r").shape[3])
             entry["labels"] = f"labels-{k:05d}.npy" if self.labeled else None
             entry["labels_sha256"] = sha256_file(self.dest / entry["labels"]) if self.labeled else None
             if self.labeled:

@@ -2,8 +2,8 @@
 
 The score is the FID in the data set's evaluator features (see :mod:`imagegen.evaluation`)
 of ``fid_samples`` samples (fixed seeds 0..n-1, classes spread evenly, Heun with
-``fid_steps`` steps, no guidance) against the cached reference statistics of the whole
-data set. With a few hundred samples it is biased upwards compared with the 2,000-sample
+``fid_steps`` steps, no guidance) against the cached reference features that
+``imagegen evaluate`` uses (all images of sets up to 10,000, a fixed subset above). With a few hundred samples it is biased upwards compared with the 2,000-sample
 FID of ``imagegen evaluate`` (FID's bias falls like 1/n), but it uses the same samples at
 every evaluation, so it ranks checkpoints of one run fairly.
 
@@ -46,12 +46,14 @@ class FidMonitor:
     """
 
     def __init__(self, config: RunConfig, run: Path, *, progress: bool = True) -> None:
-        from .evaluation import reference_stats
+        from .evaluation import reference_features
         from .features import load_evaluator
 
         self.config, self.run = config, Path(run)
         self.evaluator = load_evaluator(config.data, train_if_missing=True, progress=progress)
-        self.mu, self.sigma = reference_stats(config.data, self.evaluator, progress=progress)
+        # the same cached reference as `imagegen evaluate`, so both FIDs use one reference
+        ref = reference_features(config.data, self.evaluator, self.evaluator.arch, progress=progress)
+        self.mu, self.sigma = gaussian_stats(ref)
         mc, tc = config.model, config.train
         n = tc.fid_samples
         self.labels = [i % mc.num_classes for i in range(n)] if mc.num_classes else None

@@ -14,6 +14,26 @@ def exact_denoiser(x, sigma):
     return MU + S**2 / (S**2 + s2) * (x - MU)
 
 
+def ode_errors(sampler, steps_list):
+    """Max error against the exact ODE solution x0 = MU + (xT - MU) S / sqrt(S^2 + 80^2)."""
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
+    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
+    return [(sampler(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item()
+            for n in steps_list]
+
+
+def evaluations(sampler, steps):
+    """How many times ``sampler`` calls the denoiser over ``steps`` steps."""
+    calls = {"n": 0}
+
+    def counting(x, sigma):
+        calls["n"] += 1
+        return exact_denoiser(x, sigma)
+
+    sampler(counting, torch.randn(3, 2) * 80, karras_sigmas(steps))
+    return calls["n"]
+
+
 def test_karras_sigmas_endpoints_and_monotone():
     s = karras_sigmas(18, 0.002, 80.0, 7.0)
     assert len(s) == 19
@@ -42,9 +62,7 @@ def test_heun_reproduces_gaussian_mean_and_variance(steps, var_tol):
 def test_heun_error_is_the_ode_discretisation_error():
     """The ODE's exact solution is x0 = MU + (xT - MU) * S / sqrt(S^2 + sigma_max^2): the
     sampler's error against it quarters when the step count doubles (second order)."""
-    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
-    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
-    errs = [(sample_heun(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item() for n in (35, 70, 140)]
+    errs = ode_errors(sample_heun, (35, 70, 140))
     assert 3.3 < errs[0] / errs[1] < 4.7 and 3.3 < errs[1] / errs[2] < 4.7
 
 
@@ -70,9 +88,7 @@ def test_callback_and_nfe_count():
     sample_heun(counting, torch.randn(3, 2) * 80, karras_sigmas(10), callback=lambda i, x, d: steps_seen.append(i))
     assert calls["n"] == nfe("heun", 10) == 19
     assert steps_seen == list(range(10))
-    calls["n"] = 0
-    sample_euler(counting, torch.randn(3, 2) * 80, karras_sigmas(10))
-    assert calls["n"] == nfe("euler", 10) == 10
+    assert evaluations(sample_euler, 10) == nfe("euler", 10) == 10
 
 
 def test_dpmpp_2m_is_second_order_at_one_evaluation_per_step():
@@ -80,21 +96,10 @@ def test_dpmpp_2m_is_second_order_at_one_evaluation_per_step():
     steps (second order), beats Euler at equal NFE, and costs one evaluation per step."""
     from imagegen.samplers import sample_dpmpp_2m
 
-    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
-    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
-    errs = [(sample_dpmpp_2m(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item()
-            for n in (20, 40, 80)]
+    errs = ode_errors(sample_dpmpp_2m, (20, 40, 80))
     assert 3.0 < errs[0] / errs[1] < 5.0 and 3.0 < errs[1] / errs[2] < 5.0
-    err_euler = (sample_euler(exact_denoiser, x.clone(), karras_sigmas(20).double()) - exact).abs().max().item()
-    assert errs[0] < err_euler / 2  # 2.8x lower at 20 steps
-    calls = {"n": 0}
-
-    def counting(x, sigma):
-        calls["n"] += 1
-        return exact_denoiser(x, sigma)
-
-    sample_dpmpp_2m(counting, torch.randn(3, 2) * 80, karras_sigmas(10))
-    assert calls["n"] == nfe("dpmpp-2m", 10) == 10
+    assert errs[0] < ode_errors(sample_euler, (20,))[0] / 2  # 2.8x lower at 20 steps
+    assert evaluations(sample_dpmpp_2m, 10) == nfe("dpmpp-2m", 10) == 10
 
 
 @pytest.mark.parametrize("steps,var_tol", [(18, 0.15), (35, 0.04), (60, 0.015)])
@@ -113,18 +118,7 @@ def test_dpmpp_2m_reproduces_gaussian_mean_and_variance(steps, var_tol):
 def test_ipndm_converges_faster_than_euler_at_one_evaluation_per_step():
     from imagegen.samplers import sample_ipndm
 
-    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
-    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
-    errs = [(sample_ipndm(exact_denoiser, x.clone(), karras_sigmas(n).double()) - exact).abs().max().item()
-            for n in (20, 40, 80)]
+    errs = ode_errors(sample_ipndm, (20, 40, 80))
     assert errs[0] / errs[1] > 3.5 and errs[1] / errs[2] > 3.5  # at least second order
-    err_euler = (sample_euler(exact_denoiser, x.clone(), karras_sigmas(20).double()) - exact).abs().max().item()
-    assert errs[0] < err_euler / 5
-    calls = {"n": 0}
-
-    def counting(x, sigma):
-        calls["n"] += 1
-        return exact_denoiser(x, sigma)
-
-    sample_ipndm(counting, torch.randn(3, 2) * 80, karras_sigmas(7))
-    assert calls["n"] == nfe("ipndm", 7) == 7
+    assert errs[0] < ode_errors(sample_euler, (20,))[0] / 5
+    assert evaluations(sample_ipndm, 7) == nfe("ipndm", 7) == 7

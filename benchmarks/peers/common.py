@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, PngImagePlugin
 
 
 def parse_args(doc: str, batch: int) -> argparse.Namespace:
@@ -68,3 +69,32 @@ def train_for_budget(a: argparse.Namespace, model: torch.nn.Module, ema: torch.n
         if step % log_every == 0:
             print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
     return step, time.perf_counter() - t0
+
+
+def sample_to_folder(out: Path, n: int, sample_batch) -> float:
+    """Write ``n`` samples as PNGs into ``out``, 100 at a time; return the seconds it took.
+
+    ``sample_batch(start, k)`` returns uint8 images (k, H, W) and their class labels (or
+    None); a class is stored in the PNG text chunk ``class``, as imagegen does."""
+    out.mkdir(parents=True, exist_ok=True)
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, n, 100):
+            imgs, classes = sample_batch(start, min(100, n - start))
+            for i, img in enumerate(imgs):
+                info = None
+                if classes is not None:
+                    info = PngImagePlugin.PngInfo()
+                    info.add_text("class", str(int(classes[i])))
+                Image.fromarray(img).save(out / f"{start + i:06d}.png", pnginfo=info)
+    return time.perf_counter() - t1
+
+
+def write_summary(out: Path, a: argparse.Namespace, peer: str, params: int, steps: int,
+                  train_seconds: float, sample_seconds: float, **extra) -> None:
+    """Write and print ``out/peer.json``: the peer, its size, training and sampling speed."""
+    summary = {"peer": peer, "params": params, "steps": steps, "train_seconds": round(train_seconds, 1),
+               "train_img_per_s": round(steps * a.batch / train_seconds, 1),
+               "sample_img_per_s": round(a.n / sample_seconds, 2), **extra}
+    (out / "peer.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))

@@ -19,15 +19,11 @@ set (uint8 .npy shards) directly with numpy, writes PNGs with a ``class`` text c
 from __future__ import annotations
 
 import copy
-import json
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from common import load_prepared, parse_args, train_for_budget
-from PIL import Image, PngImagePlugin
+from common import load_prepared, parse_args, sample_to_folder, train_for_budget, write_summary
 
 
 def main() -> None:
@@ -61,28 +57,17 @@ def main() -> None:
 
     ddim = DDIMScheduler.from_config(sched.config)
     ddim.set_timesteps(50)
+
+    def sample_batch(start: int, k: int):
+        cls = torch.tensor([(start + i) % 10 for i in range(k)])
+        x = torch.randn(k, 1, 28, 28, generator=torch.Generator().manual_seed(start))
+        for t in ddim.timesteps:
+            x = ddim.step(ema(x, t, class_labels=cls).sample, t, x).prev_sample
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy(), cls
+
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        for start in range(0, a.n, 100):
-            k = min(100, a.n - start)
-            cls = torch.tensor([(start + i) % 10 for i in range(k)])
-            gen = torch.Generator().manual_seed(start)
-            x = torch.randn(k, 1, 28, 28, generator=gen)
-            for t in ddim.timesteps:
-                x = ddim.step(ema(x, t, class_labels=cls).sample, t, x).prev_sample
-            imgs = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
-            for i, img in enumerate(imgs):
-                info = PngImagePlugin.PngInfo()
-                info.add_text("class", str(int(cls[i])))
-                Image.fromarray(img).save(out / f"{start + i:06d}.png", pnginfo=info)
-    sample_seconds = time.perf_counter() - t1
-    summary = {"peer": "diffusers UNet2DModel + DDPM, DDIM 50", "params": params, "steps": step,
-               "train_seconds": round(train_seconds, 1), "train_img_per_s": round(step * a.batch / train_seconds, 1),
-               "sample_img_per_s": round(a.n / sample_seconds, 2)}
-    (out / "peer.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    sample_seconds = sample_to_folder(out, a.n, sample_batch)
+    write_summary(out, a, "diffusers UNet2DModel + DDPM, DDIM 50", params, step, train_seconds, sample_seconds)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,11 @@ wall-clock budget, batch 64, EMA of the weights (decay 0.995). Our own loop inst
 from __future__ import annotations
 
 import copy
-import json
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from denoising_diffusion_pytorch import GaussianDiffusion, Unet
-from common import load_prepared, parse_args, train_for_budget
-from PIL import Image
+from common import load_prepared, parse_args, sample_to_folder, train_for_budget, write_summary
 
 
 def main() -> None:
@@ -46,23 +42,14 @@ def main() -> None:
     step, train_seconds = train_for_budget(
         a, diffusion, ema, opt, lambda: diffusion(x_all[torch.randint(0, len(x_all), (a.batch,))]), log_every=100)
 
+    def sample_batch(start: int, k: int):
+        torch.manual_seed(start)
+        return (ema.sample(batch_size=k).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy(), None
+
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t1 = time.perf_counter()
-    with torch.no_grad():
-        for start in range(0, a.n, 100):
-            k = min(100, a.n - start)
-            torch.manual_seed(start)
-            imgs = (ema.sample(batch_size=k).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()
-            for i, img in enumerate(imgs):
-                Image.fromarray(img).save(out / f"{start + i:06d}.png")
-    sample_seconds = time.perf_counter() - t1
-    summary = {"peer": "denoising-diffusion-pytorch Unet + GaussianDiffusion, DDIM 50", "params": params,
-               "steps": step, "train_seconds": round(train_seconds, 1),
-               "train_img_per_s": round(step * a.batch / train_seconds, 1),
-               "sample_img_per_s": round(a.n / sample_seconds, 2), "torch": torch.__version__}
-    (out / "peer.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    sample_seconds = sample_to_folder(out, a.n, sample_batch)
+    write_summary(out, a, "denoising-diffusion-pytorch Unet + GaussianDiffusion, DDIM 50", params, step,
+                  train_seconds, sample_seconds, torch=torch.__version__)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ DATA   := data/mnist5k
 RUN    := runs/mnist
 OUT    := out/mnist
 
-.PHONY: demo test setup clean-demo bench bench-data
+.PHONY: demo test setup clean-demo bench bench-data bench-peers
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ bench: $(STAMP)
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/import_speed.py
 	$(BIN)/python benchmarks/train_streaming.py
+
+# imagegen against diffusers and denoising-diffusion-pytorch (~1.5 h; benchmarks/peers/README.md).
+# The peers get their own venv, benchmarks/peers/.venv (torch 2.14.1, ~5.5 GB), made on first use.
+# Options go through PEERS_ARGS, e.g. make bench-peers PEERS_ARGS="--only imagegen --budget 300".
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/peers/run.py $(PEERS_ARGS)
 
 clean-demo:
 	rm -rf $(DATA) $(RUN) $(OUT)

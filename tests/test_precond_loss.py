@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imagegen.losses import EDMLoss, edm_loss_weight
-from imagegen.models.precond import Denoiser, edm_scalings
+from imagegen.models.precond import Denoiser, edm_scalings, flow_scalings, loss_weight
 from imagegen.models.unet import PRESETS, UNet, build_denoiser
 
 SIGMA_DATA = 0.5
@@ -113,3 +113,45 @@ def test_unet_presets_shapes_and_conditioning(preset, res):
     b = net(x, torch.zeros(2), torch.tensor([2, 2]))
     assert a.shape == x.shape
     assert not torch.allclose(a, b)
+
+
+# ---------------------------------------------------------------- rectified flow behind D
+class VelocityOracle(torch.nn.Module):
+    """Returns the true velocity ``n - y`` of the straight path, checking what it is fed."""
+
+    def __init__(self, y, n, sigma):
+        super().__init__()
+        self.y, self.n, self.sigma = y, n, sigma
+
+    def forward(self, x, c_noise, labels=None):
+        t = self.sigma / (1 + self.sigma)
+        torch.testing.assert_close(x, (1 - t) * self.y + t * self.n)  # the flow path x_t
+        torch.testing.assert_close(c_noise, t.flatten())
+        return self.n - self.y
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.5, 3.0, 80.0])
+def test_flow_denoiser_with_exact_velocity_returns_clean_image(sigma):
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
+    n = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
+    s = torch.full((3, 1, 1, 1), sigma, dtype=torch.float64)
+    D = Denoiser(VelocityOracle(y, n, s), SIGMA_DATA, precond="flow")
+    torch.testing.assert_close(D(y + s * n, s.flatten()), y)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.5, 3.0, 80.0])
+def test_flow_loss_weight_turns_denoising_error_into_velocity_error(sigma):
+    # |D - y|^2 * w == |F - v|^2 for any network output F: w * c_out^2 == 1
+    s = torch.tensor(sigma, dtype=torch.float64)
+    _, c_out, _, _ = flow_scalings(s)
+    assert (loss_weight("flow", s, SIGMA_DATA) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_unknown_preconditioning_and_network_are_clear_errors():
+    from imagegen.errors import ImagegenError
+
+    with pytest.raises(ImagegenError, match="known: edm, flow"):
+        build_denoiser("unet-tiny", channels=1, precond="vp")
+    with pytest.raises(ImagegenError, match="known: unet, mp-unet"):
+        build_denoiser("unet-tiny", channels=1, arch="dit")

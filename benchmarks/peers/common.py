@@ -23,7 +23,11 @@ def parse_args(doc: str, batch: int) -> argparse.Namespace:
     p.add_argument("-n", type=int, default=2000, help="samples to write")
     p.add_argument("--batch", type=int, default=batch)
     p.add_argument("--lr", type=float, default=1e-3)
-    return p.parse_args()
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    return a
 
 
 def load_prepared(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -92,9 +96,11 @@ def sample_to_folder(out: Path, n: int, sample_batch) -> float:
 
 def write_summary(out: Path, a: argparse.Namespace, peer: str, params: int, steps: int,
                   train_seconds: float, sample_seconds: float, **extra) -> None:
-    """Write and print ``out/peer.json``: the peer, its size, training and sampling speed."""
-    summary = {"peer": peer, "params": params, "steps": steps, "train_seconds": round(train_seconds, 1),
-               "train_img_per_s": round(steps * a.batch / train_seconds, 1),
-               "sample_img_per_s": round(a.n / sample_seconds, 2), **extra}
+    """Write and print ``out/peer.json``: the peer, its size, training and sampling speed, and
+    the torch version and thread count it ran with."""
+    summary = {"peer": peer, "params": params, "steps": steps, "batch": a.batch, "budget": a.budget,
+               "train_seconds": round(train_seconds, 1), "train_img_per_s": round(steps * a.batch / train_seconds, 1),
+               "n": a.n, "sample_seconds": round(sample_seconds, 1), "sample_img_per_s": round(a.n / sample_seconds, 2),
+               "torch": torch.__version__, "threads": torch.get_num_threads(), **extra}
     (out / "peer.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))

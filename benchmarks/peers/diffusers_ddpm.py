@@ -1,10 +1,9 @@
 """Peer baseline: diffusers' UNet2DModel + DDPMScheduler, sampled with DDIM (50 steps).
 
-Run in its own virtual environment (diffusers is not an imagegen dependency):
+Runs in the peers' own virtual environment (diffusers is not an imagegen dependency), which
+``make bench-peers`` (benchmarks/peers/run.py) creates and uses; by hand:
 
-    python3 -m venv /tmp/peers-venv
-    /tmp/peers-venv/bin/pip install torch==2.13.0 diffusers numpy pillow
-    /tmp/peers-venv/bin/python benchmarks/peers/diffusers_ddpm.py data/mnist5k out/peer-diffusers --budget 600
+    benchmarks/peers/.venv/bin/python benchmarks/peers/diffusers_ddpm.py data/mnist5k out/peer-diffusers --budget 600 --threads 2
     .venv/bin/imagegen evaluate out/peer-diffusers --data data/mnist5k
 
 Configured as a capable user would for a short CPU budget: a small class-conditional UNet
@@ -67,7 +66,8 @@ def main() -> None:
 
     out = Path(a.out)
     sample_seconds = sample_to_folder(out, a.n, sample_batch)
-    write_summary(out, a, "diffusers UNet2DModel + DDPM, DDIM 50", params, step, train_seconds, sample_seconds)
+    write_summary(out, a, "diffusers UNet2DModel + DDPM, DDIM 50", params, step, train_seconds, sample_seconds,
+                  sampler="DDIM 50", nfe=50)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """Peer baseline: lucidrains' denoising-diffusion-pytorch (``Unet`` + ``GaussianDiffusion``).
 
 It imports torchvision, whose PyPI wheel does not import beside the local CPU torch 2.13.0,
-so it runs in its own virtual environment with the torch/torchvision pair that lies on this
-machine's disk (x86_64):
+so it runs in the peers' own virtual environment with the torch 2.14.1 / torchvision 0.29.1
+pair that lies on this machine's disk (x86_64); ``make bench-peers`` (benchmarks/peers/run.py)
+creates and uses it. By hand:
 
-    python3 -m venv /tmp/lucid-venv
-    /tmp/lucid-venv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /tmp/lucid-venv/bin/pip install denoising-diffusion-pytorch torch==2.14.1 torchvision==0.29.1
-    /tmp/lucid-venv/bin/python benchmarks/peers/lucidrains_ddpm.py data/mnist5k out/peer-lucidrains --budget 600
+    benchmarks/peers/.venv/bin/python benchmarks/peers/lucidrains_ddpm.py data/mnist5k out/peer-lucidrains --budget 600 --threads 2
     .venv/bin/imagegen evaluate out/peer-lucidrains --data data/mnist5k
 
 Configured as a capable user would for a short CPU budget: the library's standard
@@ -49,7 +47,7 @@ def main() -> None:
     out = Path(a.out)
     sample_seconds = sample_to_folder(out, a.n, sample_batch)
     write_summary(out, a, "denoising-diffusion-pytorch Unet + GaussianDiffusion, DDIM 50", params, step,
-                  train_seconds, sample_seconds, torch=torch.__version__)
+                  train_seconds, sample_seconds, sampler="DDIM 50", nfe=50)
 
 
 if __name__ == "__main__":

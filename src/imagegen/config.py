@@ -27,6 +27,8 @@ class ModelConfig:
     channels: int = 1
     num_classes: int = 0  # 0: unconditional
     sigma_data: float = 0.5
+    precond: str = "edm"  # "edm" (Karras et al. 2022) or "flow" (rectified flow, velocity target)
+    arch: str = "unet"  # "unet" (GroupNorm residual UNet) or "mp-unet" (EDM2 magnitude-preserving)
 
 
 @dataclass(frozen=True)

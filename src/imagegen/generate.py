@@ -22,7 +22,7 @@ from .config import RunConfig, SampleConfig
 from .errors import ImagegenError
 from .images import make_grid, save_png, to_pil  # noqa: F401  (re-exported)
 from .models.precond import Denoiser
-from .models.unet import build_denoiser
+from .models.unet import denoiser_for
 from .samplers import SAMPLERS, evaluation_sigmas, karras_sigmas
 
 
@@ -115,7 +115,7 @@ class GeneratorModel:
         self.run = run
         self.config: RunConfig = checkpoint.config
         mc = self.config.model
-        self.denoiser = build_denoiser(mc.preset, mc.channels, mc.num_classes, mc.sigma_data)
+        self.denoiser = denoiser_for(mc)
         self.denoiser.load_state_dict(checkpoint.ema)
         self.denoiser.eval().requires_grad_(False)
         self._sha256: str | None = None

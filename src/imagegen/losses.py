@@ -4,18 +4,21 @@
 a log-normal, ``ln(sigma) ~ N(P_mean, P_std^2)``, and each sample's squared error is weighted
 by ``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma * sigma_data)^2``, which makes the
 network's effective training target ``(y - c_skip * x) / c_out`` have unit variance.
+A denoiser with ``precond="flow"`` is weighted by ``1 / t^2`` instead, which is the rectified
+flow's velocity loss (see :mod:`imagegen.models.precond`); with ``P_mean=0, P_std=1`` its noise
+levels are SD3's logit-normal ``t``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .models.precond import Denoiser
+from .models.precond import Denoiser, loss_weight
 
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma * sigma_data)^2`` (EDM Table 1)."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    return loss_weight("edm", sigma, sigma_data)
 
 
 class EDMLoss:
@@ -50,5 +53,5 @@ class EDMLoss:
             drop = torch.rand(n, generator=generator, device=x.device) < self.label_dropout
             labels = torch.where(drop, torch.full_like(labels, denoiser.num_classes), labels)
         d = denoiser(x + sigma.view(-1, 1, 1, 1) * noise, sigma, labels)
-        w = edm_loss_weight(sigma, denoiser.sigma_data)
+        w = loss_weight(getattr(denoiser, "precond", "edm"), sigma, denoiser.sigma_data)
         return w * ((d - x) ** 2).flatten(1).mean(dim=1)

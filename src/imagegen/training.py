@@ -34,7 +34,7 @@ from .errors import ImagegenError
 from .generate import make_grid, sample, save_png
 from .fid_monitor import FidMonitor, fid_interval
 from .losses import EDMLoss
-from .models.unet import build_denoiser, check_preset, preset_for_resolution
+from .models.unet import check_preset, denoiser_for, preset_for_resolution
 
 IN_MEMORY_BYTES = 2 * 2**30  # uint8 training sets up to 2 GiB are read into RAM
 
@@ -126,7 +126,7 @@ class Trainer:
         self.x = ImageBatches(images, IN_MEMORY_BYTES)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if (labels is not None and mc.num_classes) else None
         torch.manual_seed(tc.seed)  # parameter initialisation only
-        self.model = build_denoiser(mc.preset, mc.channels, mc.num_classes, mc.sigma_data)
+        self.model = denoiser_for(mc)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=tc.weight_decay, foreach=True)
         self.loss_fn = EDMLoss(tc.p_mean, tc.p_std, tc.label_dropout if self.labels is not None else 0.0)

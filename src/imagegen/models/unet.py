@@ -29,6 +29,7 @@ class UNetPreset:
     attn_levels: tuple[int, ...]  # levels (0 = full resolution) with self-attention
     emb_dim: int
     resolutions: tuple[int, ...]  # input sizes this preset is meant for
+    patch: int = 1  # >1: the network runs on patch x patch pixel blocks (pixel unshuffle)
 
 
 PRESETS: dict[str, UNetPreset] = {
@@ -142,7 +143,8 @@ class UNet(nn.Module):
         self.noise_emb = NoiseEmbedding(ed)
         # index num_classes is the "no class" token for classifier-free guidance
         self.class_emb = nn.Embedding(num_classes + 1, ed) if num_classes else None
-        self.conv_in = nn.Conv2d(in_ch, ch[0], 3, padding=1)
+        self.patch = preset.patch
+        self.conv_in = nn.Conv2d(in_ch * self.patch**2, ch[0], 3, padding=1)
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -171,7 +173,7 @@ class UNet(nn.Module):
             if i > 0:
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
-        self.conv_out = nn.Conv2d(cur, in_ch, 3, padding=1)
+        self.conv_out = nn.Conv2d(cur, in_ch * self.patch**2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -183,6 +185,8 @@ class UNet(nn.Module):
             emb = emb + self.class_emb(labels)
         emb = F.silu(emb)
 
+        if self.patch > 1:
+            x = F.pixel_unshuffle(x, self.patch)
         h = self.conv_in(x)
         hs = [h]
         for i, level in enumerate(self.down):
@@ -200,17 +204,36 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 skip_shape = hs[-1].shape[-2:]
                 h = self.upsample[i](F.interpolate(h, size=skip_shape, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 
-def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data: float = 0.5):
-    """Build the Denoiser for a preset name from ``PRESETS``.
+ARCHS = ("unet", "mp-unet")
+
+
+def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data: float = 0.5,
+                   precond: str = "edm", arch: str = "unet"):
+    """Build the Denoiser for a preset name from ``PRESETS``, network family ``arch``.
 
     Example:
         >>> D = build_denoiser("unet-28", channels=1, num_classes=10)
     """
-    from .precond import Denoiser
+    from .precond import PRECONDS, Denoiser
 
     check_preset(preset)
-    net = UNet(channels, PRESETS[preset], num_classes)
-    return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes)
+    if arch not in ARCHS:
+        raise ImagegenError(f"unknown network {arch!r}; known: {', '.join(ARCHS)}")
+    if precond not in PRECONDS:
+        raise ImagegenError(f"unknown preconditioning {precond!r}; known: {', '.join(PRECONDS)}")
+    if arch == "mp-unet":
+        from .mpunet import MPUNet
+
+        net: nn.Module = MPUNet(channels, PRESETS[preset], num_classes)
+    else:
+        net = UNet(channels, PRESETS[preset], num_classes)
+    return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes, precond=precond)
+
+
+def denoiser_for(mc) -> nn.Module:
+    """The Denoiser a :class:`imagegen.config.ModelConfig` describes."""
+    return build_denoiser(mc.preset, mc.channels, mc.num_classes, mc.sigma_data, mc.precond, mc.arch)

@@ -1,0 +1,145 @@
+"""Recipe ablations at equal wall-clock cost: which architecture and training recipe gives
+the lowest FID for a CPU budget (issue 5, part 3).
+
+Each variant overrides the default mnist5k run config. To keep the comparison fair on a
+shared, noisy machine, a variant does not train "for B seconds of whatever the machine gives
+it": its clean speed is measured first (median of timed steps, alone), and it then trains for
+``B x img/s / batch`` steps, the number of steps B seconds buy at that speed. Every variant
+keeps several EMAs of its weights at once (EMA length as a fraction of the images seen, as in
+EDM2's post-hoc EMA), and each is scored: FID of ``-n`` unguided samples (DPM-Solver++(2M),
+10 steps, classes spread evenly) in the data set's evaluator features, against the same
+cached reference as ``imagegen evaluate``.
+
+Usage:
+    python benchmarks/recipe_ablation.py --budget 120 base flow lr1e-3
+    python benchmarks/recipe_ablation.py --list
+Prints one Markdown row per variant and EMA; appends JSON lines to --log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from imagegen.config import RunConfig
+from imagegen.data import load_dataset
+from imagegen.fid_monitor import FidMonitor
+from imagegen.models.unet import PRESETS, UNetPreset
+from imagegen.training import Trainer, make_config
+
+PRESETS.setdefault("unet-28-w", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
+PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_levels=(1,), emb_dim=128, resolutions=(), patch=2))
+PRESETS.setdefault("unet-28-p2s", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), patch=2))
+PRESETS.setdefault("unet-28-s", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(), emb_dim=128, resolutions=()))
+
+# name -> (model overrides, train overrides)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "base": ({}, {}),
+    "lr1e-3": ({}, {"lr": 1e-3}),
+    "lr4e-3": ({}, {"lr": 4e-3}),
+    "b128": ({}, {"batch_size": 128, "lr": 3e-3}),
+    "b32": ({}, {"batch_size": 32, "lr": 1.4e-3}),
+    "flow": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0}),
+    "mp": ({"arch": "mp-unet"}, {"lr": 1e-2}),
+    "wide": ({"preset": "unet-28-w"}, {}),
+    "p2": ({"preset": "unet-28-p2"}, {}),
+    "p2s": ({"preset": "unet-28-p2s"}, {}),
+    "noattn": ({"preset": "unet-28-s"}, {}),
+    "pm-0.8": ({}, {"p_mean": -0.8}),
+}
+EMA_FRACTIONS = (0.05, 0.1, 0.25)  # EMA half-life as a fraction of the images seen
+
+
+def flops_per_image(tr: Trainer) -> float:
+    x = tr.x[torch.arange(tr.config.train.batch_size)]
+    lab = tr.labels[: len(x)] if tr.labels is not None else None
+    with FlopCounterMode(display=False) as fc:
+        tr.loss_fn(tr.model, x, lab, generator=torch.Generator().manual_seed(0)).mean().backward()
+    tr.model.zero_grad(set_to_none=True)
+    return fc.get_total_flops() / len(x)
+
+
+def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
+    mo, to = VARIANTS[name]
+    base = make_config(a.data, steps=1)
+    config = replace(base, model=replace(base.model, **mo),
+                     train=replace(base.train, **to, fid_every_seconds=0, threads=a.threads))
+    # speed alone: warm-up, then the median of timed steps on a throw-away copy
+    probe = Trainer(replace(config, train=replace(config.train, steps=10_000)), Path(a.out) / name, ds.images, ds.labels)
+    fl = flops_per_image(probe)
+    for _ in range(8):
+        probe.train_step()
+    times = []
+    for _ in range(a.timing_steps):
+        t = time.perf_counter()
+        probe.train_step()
+        times.append(time.perf_counter() - t)
+    step_s = statistics.median(times)
+    batch = config.train.batch_size
+    steps = max(10, round(a.budget / step_s))
+    del probe
+
+    config = replace(config, train=replace(config.train, steps=steps))
+    tr = Trainer(config, Path(a.out) / name, ds.images, ds.labels)
+    emas = {f: copy.deepcopy(tr.model).eval().requires_grad_(False) for f in EMA_FRACTIONS}
+    t0 = time.perf_counter()
+    while not tr.done():
+        tr.train_step()
+        with torch.no_grad():
+            for f, ema in emas.items():
+                beta = 0.5 ** (batch / max(f * tr.nimg, 1e-8))
+                for pe, pm in zip(ema.parameters(), tr.model.parameters()):
+                    pe.lerp_(pm, 1.0 - beta)
+    wall = time.perf_counter() - t0
+
+    mon = FidMonitor(replace(config, train=replace(config.train, fid_samples=a.n)), Path(a.out) / name, progress=False)
+    mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10)
+    rows = []
+    for label, net in [("default", tr.ema)] + [(f"r={f}", e) for f, e in emas.items()]:
+        fid = mon.score(net)
+        rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "steps": steps, "batch": batch,
+                     "img_per_s": round(batch / step_s, 1), "gflops": round(fl * batch / step_s / 1e9, 1),
+                     "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": a.budget,
+                     "params": sum(q.numel() for q in tr.model.parameters()),
+                     "model": mo, "train": to})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("variants", nargs="*", default=["base"])
+    p.add_argument("--data", default="data/mnist5k")
+    p.add_argument("--budget", type=float, default=120.0, help="seconds of clean training each variant gets")
+    p.add_argument("-n", type=int, default=1000, help="samples per FID")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timing-steps", type=int, default=15)
+    p.add_argument("--out", default="/tmp/ablation")
+    p.add_argument("--log", default="benchmarks/ablation.jsonl")
+    p.add_argument("--list", action="store_true")
+    a = p.parse_args()
+    if a.list:
+        for k, (m, t) in VARIANTS.items():
+            print(f"{k:10s} model {m} train {t}")
+        return
+    torch.set_num_threads(a.threads)
+    ds = load_dataset(a.data)
+    print("| variant | EMA | params | MFLOP/img | img/s | GFLOP/s | steps x batch | FID |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in a.variants:
+        for r in run_variant(name, a, ds):
+            print(f"| {r['variant']} | {r['ema']} | {r['params'] / 1e6:.2f} M | {r['mflop_per_img']} | {r['img_per_s']} | "
+                  f"{r['gflops']} | {r['steps']} x {r['batch']} | {r['fid']} |", flush=True)
+            with open(a.log, "a") as f:
+                f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,6 +48,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "b128": ({}, {"batch_size": 128, "lr": 3e-3}),
     "b32": ({}, {"batch_size": 32, "lr": 1.4e-3}),
     "flow": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0}),
+    "flow-p2": ({"precond": "flow", "preset": "unet-28-p2"}, {"p_mean": 0.0, "p_std": 1.0}),
+    "flow-lr4e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 4e-3}),
+    "flow-lr1e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 1e-3}),
+    "flow-pm-0.4": ({"precond": "flow"}, {"p_mean": -0.4, "p_std": 1.0}),
     "mp": ({"arch": "mp-unet"}, {"lr": 1e-2}),
     "wide": ({"preset": "unet-28-w"}, {}),
     "p2": ({"preset": "unet-28-p2"}, {}),
@@ -55,7 +59,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "noattn": ({"preset": "unet-28-s"}, {}),
     "pm-0.8": ({}, {"p_mean": -0.8}),
 }
-EMA_FRACTIONS = (0.05, 0.1, 0.25)  # EMA half-life as a fraction of the images seen
+EMA_FRACTIONS = (0.05, 0.25)  # EMA half-life as a fraction of the images seen
+# (the default EMA, half-life min(10 kimg, 0.1 x images seen), is the third: 0.1 up to 100 kimg)
 
 
 def flops_per_image(tr: Trainer) -> float:
@@ -99,6 +104,12 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
                 for pe, pm in zip(ema.parameters(), tr.model.parameters()):
                     pe.lerp_(pm, 1.0 - beta)
     wall = time.perf_counter() - t0
+    if a.save:
+        (Path(a.out) / name).mkdir(parents=True, exist_ok=True)
+        config.save(Path(a.out) / name / "config.toml")
+        tr.save()
+        for f, e in emas.items():
+            torch.save(e.state_dict(), Path(a.out) / name / f"ema-r{f}.pt")
 
     mon = FidMonitor(replace(config, train=replace(config.train, fid_samples=a.n)), Path(a.out) / name, progress=False)
     mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10)
@@ -124,6 +135,7 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/ablation")
     p.add_argument("--log", default="benchmarks/ablation.jsonl")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--save", action="store_true", help="save the run (checkpoint + extra EMAs) in --out/VARIANT")
     a = p.parse_args()
     if a.list:
         for k, (m, t) in VARIANTS.items():

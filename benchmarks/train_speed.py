@@ -46,22 +46,29 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048**3 / t / 1e9
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="unet-28", choices=list(PRESETS))
-    p.add_argument("--resolution", type=int, default=28)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--sample-batch", type=int, default=100)
-    a = p.parse_args()
+# (label, preset, batch, channels_last, optimizer implementation); measured interleaved
+VARIANTS = {
+    "baseline": ("unet-28", 64, False, "foreach"),
+    "channels_last": ("unet-28", 64, True, "foreach"),
+    "fused Adam": ("unet-28", 64, False, "fused"),
+    "for-loop Adam": ("unet-28", 64, False, "loop"),
+    "batch 128": ("unet-28", 128, False, "foreach"),
+    "batch 256": ("unet-28", 256, False, "foreach"),
+}
 
+
+def make_step(preset: str, batch: int, channels_last: bool, optim: str, resolution: int):
+    """A training step closure of the EDM loss on random data, and its FLOPs per step."""
     torch.manual_seed(0)
-    D = build_denoiser(a.preset, channels=1, num_classes=10)
-    params = sum(q.numel() for q in D.parameters())
-    opt = torch.optim.Adam(D.parameters(), lr=1e-4, foreach=True)
+    D = build_denoiser(preset, channels=1, num_classes=10)
+    x = torch.rand(batch, 1, resolution, resolution) * 2 - 1
+    if channels_last:
+        D = D.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    kind = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}[optim]
+    opt = torch.optim.Adam(D.parameters(), lr=1e-4, **kind)
     loss_fn = EDMLoss(label_dropout=0.1)
-    x = torch.rand(a.batch, 1, a.resolution, a.resolution) * 2 - 1
-    labels = torch.randint(0, 10, (a.batch,))
+    labels = torch.randint(0, 10, (batch,))
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
@@ -72,17 +79,34 @@ def main() -> None:
 
     with FlopCounterMode(display=False) as fc:
         loss_fn(D, x, labels, generator=gen).mean().backward()
-    flops = fc.get_total_flops()
+    return step, fc.get_total_flops(), D
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="unet-28", choices=list(PRESETS))
+    p.add_argument("--resolution", type=int, default=28)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--sample-batch", type=int, default=100)
+    p.add_argument("--variants", action="store_true", help="also time the throughput variants (table of changes)")
+    a = p.parse_args()
+
+    step, flops, D = make_step(a.preset, a.batch, False, "foreach", a.resolution)
+    params = sum(q.numel() for q in D.parameters())
+    others = {k: make_step(pr, b, cl, o, a.resolution)[:2] for k, (pr, b, cl, o) in VARIANTS.items()} if a.variants else {}
 
     # interleave the measurements so machine noise hits them alike
     mm, tr, sm = [], [], []
-    sc = SampleConfig(steps=18, cfg=1.0)  # unguided: 35 network evaluations per image
+    vt: dict[str, list[float]] = {k: [] for k in others}
+    sc = SampleConfig(sampler="heun", steps=18, cfg=1.0)  # unguided: 35 network evaluations per image
     shape = (1, a.resolution, a.resolution)
-    D.eval()
     for r in range(3):
         mm.append(matmul_gflops(max(1, a.repeats // 3)))
         D.train()
         tr.append(median_time(step, max(2, a.repeats // 3)))
+        for k, (fn, _) in others.items():
+            vt[k].append(median_time(fn, max(2, a.repeats // 3)))
         D.eval()
         sm.append(median_time(lambda: sample(D, list(range(a.sample_batch)), [i % 10 for i in range(a.sample_batch)], sc, shape, a.sample_batch), 1, warmup=0 if r else 1))
     ceiling = statistics.median(mm)
@@ -100,6 +124,13 @@ def main() -> None:
     print(f"| FLOPs per training image (fwd+bwd) | {flops / a.batch / 1e9:.3f} GFLOP |")
     print(f"| training achieved | {achieved:.1f} GFLOP/s = {100 * achieved / ceiling:.0f}% of matmul |")
     print(f"| sampling, Heun 18 steps (35 NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
+    if others:
+        print("\n| change | model | batch | step ms | img/s | GFLOP/s | % of matmul |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for k, (fn, fl) in others.items():
+            t = statistics.median(vt[k])
+            pr, b = VARIANTS[k][0], VARIANTS[k][1]
+            print(f"| {k} | {pr} | {b} | {t * 1000:.0f} | {b / t:.0f} | {fl / t / 1e9:.1f} | {100 * fl / t / 1e9 / ceiling:.0f}% |")
 
 
 if __name__ == "__main__":

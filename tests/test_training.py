@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_config
 from imagegen.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from imagegen.config import RunConfig, TrainConfig
+from imagegen.config import ModelConfig, RunConfig, TrainConfig
 from imagegen.errors import ImagegenError
 from imagegen.generate import load
 from imagegen.training import lr_at, parse_duration, train
@@ -98,6 +98,15 @@ def test_config_toml_round_trip_and_unknown_keys():
         RunConfig.from_toml('[train]\nbatch_size = "big"\n')
     with pytest.raises(ImagegenError, match="not valid TOML"):
         RunConfig.from_toml('[train\n')
+
+
+def test_configs_written_before_rectified_flow_stay_edm():
+    for precond in ("edm", "flow"):
+        cfg = RunConfig(data="x", model=ModelConfig(precond=precond))
+        assert RunConfig.from_toml(cfg.to_toml()).model.precond == precond
+    old = RunConfig(data="x").to_dict()
+    del old["model"]["precond"]
+    assert RunConfig.from_dict(old).model.precond == "edm"
 
 
 def test_lr_schedule_and_durations():

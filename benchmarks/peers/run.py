@@ -212,7 +212,7 @@ def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], log
     c = checked(run_child([BIN / "imagegen", "evaluate", folder, "--data", data, "--json", json_path], env,
                           logs / f"evaluate-{json_path.stem}.log", echo=False), f"imagegen evaluate {folder}")
     r = json.loads(json_path.read_text())
-    keep = ("n", "seeds", "fid", "fid_std", "kid", "precision", "recall", "confident_fraction", "class_accuracy", "cas")
+    keep = ("n", "seeds", "fid", "fid_std", "fid_pooled", "kid", "precision", "recall", "confident_fraction", "class_accuracy", "cas")
     ev = {k: r.get(k) for k in keep} | {"json": str(json_path), "seconds": round(c.seconds, 1)}
     log(f"  FID {ev['fid']:.2f}, confident {ev['confident_fraction']}, class accuracy {ev['class_accuracy']}")
     return ev
@@ -343,12 +343,12 @@ def fid_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> fl
     r = contenders.get(name) or {}
     if mode is not None:
         r = r.get("generate", {}).get(mode) or {}
-    return (r.get("evaluation") or {}).get("fid")
+    return (r.get("evaluation") or {}).get("fid_pooled")
 
 
 def report(results: dict[str, Any]) -> str:
     cols = ["contender", "torch", "params", "budget s", "steps x batch", "train img/s", "sampler (NFE)",
-            "sampling img/s", "FID", "confident", "requested class", "peak RSS train", "peak RSS generate"]
+            "sampling img/s", "FID (all n)", "FID (3 groups of n/3)", "confident", "requested class", "peak RSS train", "peak RSS generate"]
     lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
              f"n = {results['n']} samples per row", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -359,7 +359,8 @@ def report(results: dict[str, Any]) -> str:
         cells = [row["contender"], fmt(row["torch"]), f"{row['params'] / 1e6:.2f} M" if row["params"] else "-",
                  fmt(row["budget"], "g"), f"{row['steps']} x {row['batch']}", fmt(row["train_img_per_s"], ".0f"),
                  f"{row['sampler']} ({fmt(row['nfe'])})", fmt(row["sample_img_per_s"], ".1f"),
-                 fmt(row.get("fid"), ".2f") if not row.get("error") else "FAILED",
+                 fmt(row.get("fid_pooled"), ".2f") if not row.get("error") else "FAILED",
+                 f"{fmt(row.get('fid'), '.2f')} +- {fmt(row.get('fid_std'), '.2f')}",
                  fmt(row.get("confident_fraction"), ".3f"), fmt(row.get("class_accuracy"), ".3f"),
                  mib(row["rss_train"]), "(in train)" if row["kind"] == "peer" else mib(row["rss_generate"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -388,7 +389,9 @@ def report(results: dict[str, Any]) -> str:
     lines += [f"- FAILED {e}" for e in errors]
     lines.append("- peers train and sample in one process: their peak RSS is under 'train'. "
                  "FID, confident (>0.9) and requested class (class accuracy) by `imagegen evaluate` "
-                 "(data set evaluator, mean over 3 seed groups); lucidrains' model is unconditional.")
+                 "(data set evaluator): FID of all n samples, and mean +- std over 3 seed groups of n/3 "
+                 "(FID is biased upwards at small n: compare within a column). The ratios use FID of all n. "
+                 "lucidrains' model is unconditional.")
     return "\n".join(lines) + "\n"
 
 

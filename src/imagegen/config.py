@@ -20,14 +20,15 @@ from .errors import ImagegenError
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network and its EDM preconditioning (Karras et al. 2022, Table 1)."""
+    """The network and its preconditioning: rectified flow (the default) or EDM (Karras et al. 2022)."""
 
     preset: str = "unet-28"  # a key of imagegen.models.unet.PRESETS
     resolution: int = 28
     channels: int = 1
     num_classes: int = 0  # 0: unconditional
     sigma_data: float = 0.5
-    precond: str = "edm"  # "edm" (Karras et al. 2022) or "flow" (rectified flow, velocity target)
+    precond: str = "flow"  # "flow" (rectified flow, velocity target) or "edm" (Karras et al. 2022);
+    # a config file whose [model] table has no `precond` predates flow and means "edm"
     arch: str = "unet"  # "unet" (GroupNorm residual UNet) or "mp-unet" (EDM2 magnitude-preserving)
 
 
@@ -42,11 +43,11 @@ class TrainConfig:
     warmup_fraction: float = 0.03
     final_lr_fraction: float = 0.05
     weight_decay: float = 0.0
-    p_mean: float = -1.2  # log-normal sigma sampling (EDM)
-    p_std: float = 1.2
+    p_mean: float = 0.0  # ln(sigma) ~ N(p_mean, p_std^2): 0/1 is flow's logit-normal t (SD3);
+    p_std: float = 1.0  # EDM's own choice is -1.2/1.2 (benchmarks/RESULTS.md, recipe ablations)
     label_dropout: float = 0.1  # for classifier-free guidance
     ema_halflife_kimg: float = 10.0
-    ema_rampup: float = 0.1
+    ema_rampup: float = 0.05  # half-life <= this x images seen (0.05 beat 0.1 and 0.25: RESULTS.md)
     seed: int = 0
     sample_every_seconds: float = 120.0
     checkpoint_every_seconds: float = 60.0
@@ -67,7 +68,7 @@ class SampleConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    cfg: float = 1.6  # classifier-free guidance weight; 1 = plain conditional
+    cfg: float = 1.5  # classifier-free guidance weight; 1 = plain conditional
     cfg_sigma_lo: float = 0.0  # guidance applies only for cfg_sigma_lo < sigma <= cfg_sigma_hi
     cfg_sigma_hi: float = 1000.0  # (Kynkaanniemi et al. 2024, "guidance in a limited interval")
 
@@ -92,6 +93,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> "RunConfig":
+        model = d.get("model") if isinstance(d, dict) else None
+        if isinstance(model, dict) and "precond" not in model:
+            # a [model] table without `precond` was written before rectified flow: it is EDM
+            d = {**d, "model": {**model, "precond": "edm"}}
         return _build(cls, d, where)
 
     @classmethod

@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from imagegen.config import RunConfig
+from imagegen.config import TrainConfig
 from imagegen.data import load_dataset
 from imagegen.fid_monitor import FidMonitor
 from imagegen.models.unet import PRESETS, UNetPreset
-from imagegen.training import Trainer, make_config
+from imagegen.training import Trainer, ema_step, make_config
 
 PRESETS.setdefault("unet-28-w", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
 PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_levels=(1,), emb_dim=128, resolutions=(), patch=2))
@@ -59,8 +59,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "noattn": ({"preset": "unet-28-s"}, {}),
     "pm-0.8": ({}, {"p_mean": -0.8}),
 }
-EMA_FRACTIONS = (0.05, 0.25)  # EMA half-life as a fraction of the images seen
-# (the default EMA, half-life min(10 kimg, 0.1 x images seen), is the third: 0.1 up to 100 kimg)
+# EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
+# min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
+EMA_FRACTIONS = tuple(f for f in (0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
 
 
 def flops_per_image(tr: Trainer) -> float:
@@ -98,11 +99,8 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     t0 = time.perf_counter()
     while not tr.done():
         tr.train_step()
-        with torch.no_grad():
-            for f, ema in emas.items():
-                beta = 0.5 ** (batch / max(f * tr.nimg, 1e-8))
-                for pe, pm in zip(ema.parameters(), tr.model.parameters()):
-                    pe.lerp_(pm, 1.0 - beta)
+        for f, ema in emas.items():
+            ema_step(ema, tr.model, batch, f * tr.nimg)
     wall = time.perf_counter() - t0
     if a.save:
         (Path(a.out) / name).mkdir(parents=True, exist_ok=True)

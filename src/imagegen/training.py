@@ -98,6 +98,17 @@ class ImageBatches:
         return torch.from_numpy(rows).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
 
 
+@torch.no_grad()
+def ema_step(ema: torch.nn.Module, model: torch.nn.Module, batch: int, halflife_images: float) -> None:
+    """Move ``ema``'s weights towards ``model``'s by one step of ``batch`` images, with the
+    given half-life in images; buffers are copied."""
+    beta = 0.5 ** (batch / max(halflife_images, 1e-8))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1.0 - beta)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
 def validate(tc: TrainConfig) -> None:
     """Reject impossible training settings with a message that says what to change."""
     checks = [
@@ -174,15 +185,10 @@ class Trainer:
         self.update_ema()
         return float(loss.detach())
 
-    @torch.no_grad()
     def update_ema(self) -> None:
         tc = self.config.train
         halflife = min(tc.ema_halflife_kimg * 1000, self.nimg * tc.ema_rampup)
-        beta = 0.5 ** (tc.batch_size / max(halflife, 1e-8))
-        for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(pm.detach(), 1.0 - beta)
-        for be, bm in zip(self.ema.buffers(), self.model.buffers()):
-            be.copy_(bm)
+        ema_step(self.ema, self.model, tc.batch_size, halflife)
 
     def sample_grid(self, path: Path) -> None:
         mc = self.config.model

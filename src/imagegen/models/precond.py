@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ImagegenError
+
 
 def edm_scalings(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
     """Return ``(c_skip, c_out, c_in, c_noise)`` for noise levels ``sigma`` (any shape)."""
@@ -75,7 +77,7 @@ class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, sigma_data: float = 0.5, num_classes: int = 0, precond: str = "edm"):
         super().__init__()
         if precond not in PRECONDS:
-            raise ValueError(f"unknown preconditioning {precond!r}; known: {', '.join(PRECONDS)}")
+            raise ImagegenError(f"unknown preconditioning {precond!r}; known: {', '.join(PRECONDS)}")
         self.net = net
         self.precond = precond
         self.sigma_data = float(sigma_data)

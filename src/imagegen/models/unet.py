@@ -218,13 +218,11 @@ def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data:
     Example:
         >>> D = build_denoiser("unet-28", channels=1, num_classes=10)
     """
-    from .precond import PRECONDS, Denoiser
+    from .precond import Denoiser
 
     check_preset(preset)
     if arch not in ARCHS:
         raise ImagegenError(f"unknown network {arch!r}; known: {', '.join(ARCHS)}")
-    if precond not in PRECONDS:
-        raise ImagegenError(f"unknown preconditioning {precond!r}; known: {', '.join(PRECONDS)}")
     if arch == "mp-unet":
         from .mpunet import MPUNet
 

@@ -139,3 +139,29 @@ def test_fid_during_training_keeps_the_best_checkpoint(digits_data, tmp_path):
     names = {p.name for p in list_checkpoints(out)}
     assert best["checkpoint"] in names  # pruning (keep 1) spared it
     assert load_checkpoint(out / "checkpoints" / best["checkpoint"]).step == best["step"]
+
+
+def test_progress_grids_do_not_count_against_the_budget(digits_data, tmp_path, monkeypatch):
+    # A slow grid (0.4 s) every 0.1 s of training: if grid time counted, training would get
+    # about a fifth of the 2 s budget; it must get (nearly) all of it.
+    import time
+
+    from imagegen import training
+
+    calls, step_time = [], [0.0]
+    real_step = training.Trainer.train_step
+
+    def timed_step(self):
+        t = time.perf_counter()
+        loss = real_step(self)
+        step_time[0] += time.perf_counter() - t
+        return loss
+
+    monkeypatch.setattr(training.Trainer, "train_step", timed_step)
+    monkeypatch.setattr(training.Trainer, "sample_grid", lambda self, path: (calls.append(path), time.sleep(0.4)))
+    cfg = tiny_config(digits_data, steps=0)
+    cfg = replace(cfg, train=replace(cfg.train, budget_seconds=2.0, sample_every_seconds=0.1))
+    r = train(digits_data, tmp_path / "run", config=cfg, progress=False)
+    assert len(calls) >= 5  # grids were drawn all along (the last one after training ends)
+    assert 1.95 <= r["elapsed"] < 2.5
+    assert step_time[0] >= 0.7 * 2.0

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = verbs.add_parser("train", help="train a diffusion model (EDM) on a prepared data set", epilog=EPILOG_TRAIN, formatter_class=raw)
     t.add_argument("data", help="a prepared data set (from `imagegen data import`)")
     t.add_argument("--out", required=True, help="run folder for config, checkpoints, sample grids and metrics")
-    t.add_argument("--budget", help="wall-clock budget, e.g. 90s, 10m, 2h (default 10m)")
+    t.add_argument("--budget", help="training-time budget, e.g. 90s, 10m, 2h (default 10m); progress grids and FID checks pause its clock")
     t.add_argument("--steps", type=int, help="stop after this many optimizer steps")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     t.add_argument("--batch-size", type=int)

@@ -329,8 +329,10 @@ def _loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None,
             if shown > bar.n:
                 bar.update(shown - bar.n)
             if tr.elapsed - last_sample >= tc.sample_every_seconds and not tr.done():
+                t0 = time.perf_counter()
                 tr.sample_grid(tr.out / "samples" / f"grid-{tr.step:08d}.png")
-                last_sample = tr.elapsed = time.perf_counter() - t_start
+                t_start += time.perf_counter() - t0  # nor does sampling the progress grid
+                last_sample = tr.elapsed
             if monitor is not None and tr.elapsed - last_fid >= fid_every and not tr.done():
                 t0 = time.perf_counter()
                 fid_text = f" FID {_check_fid(tr, monitor, log):.2f}"

@@ -29,7 +29,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
     assert run("generate", runs, "-n", 12, "--steps", 3, "--seed", 5, "--cfg", 1, "--out", out) == 0
     msg = capsys.readouterr().out
-    assert "wrote 12 PNGs" in msg and "5 network evaluations per image" in msg
+    assert "wrote 12 PNGs" in msg and "3 network evaluations per image" in msg  # dpmpp-2m: one per step
     assert len(list(out.glob("0*.png"))) == 12 and (out / "grid.png").is_file()
 
     assert run("features", "train-evaluator", data) == 0

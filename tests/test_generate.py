@@ -50,7 +50,7 @@ def test_cfg_weight_one_is_conditional_and_zero_is_unconditional():
 
 def test_generate_to_folder_writes_pngs_with_parameters(tiny_run, tmp_path):
     model = load(tiny_run)
-    r = generate_to_folder(model, tmp_path / "out", n=5, seed=3, class_=7, steps=4, cfg=2.0)
+    r = generate_to_folder(model, tmp_path / "out", n=5, seed=3, class_=7, sampler="heun", steps=4, cfg=2.0)
     files = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert files == ["000003.png", "000004.png", "000005.png", "000006.png", "000007.png", "grid.png"]
     im = Image.open(tmp_path / "out" / "000004.png")
@@ -59,7 +59,7 @@ def test_generate_to_folder_writes_pngs_with_parameters(tiny_run, tmp_path):
     assert im.text["checkpoint_sha256"] == model.checkpoint_sha256 and len(model.checkpoint_sha256) == 64
     assert r["nfe_per_image"] == 2 * (2 * 4 - 1)  # heun, doubled by guidance
     # the PNG holds exactly the image generate() returns
-    again = model.generate(1, seed=4, class_=7, steps=4, cfg=2.0)
+    again = model.generate(1, seed=4, class_=7, sampler="heun", steps=4, cfg=2.0)
     assert np.array_equal(np.asarray(im)[..., None], again[0])
 
 
@@ -98,7 +98,7 @@ def test_guidance_interval_switches_between_guided_and_plain():
 
 def test_network_evaluation_count_matches_calls(tiny_run):
     from imagegen.config import SampleConfig
-    from imagegen.generate import network_evaluations, sample
+    from imagegen.generate import network_evaluations, resolve_schedule, sample
 
     model = load(tiny_run)
     calls = []
@@ -110,7 +110,27 @@ def test_network_evaluation_count_matches_calls(tiny_run):
 
     model.denoiser.forward = counting
     for sc in (SampleConfig(steps=5), SampleConfig(steps=5, cfg=2.0), SampleConfig(steps=5, cfg=2.0, cfg_sigma_lo=0.3, cfg_sigma_hi=5.0),
-               SampleConfig(sampler="euler", steps=7, cfg=3.0)):
+               SampleConfig(sampler="euler", steps=7, cfg=3.0),
+               SampleConfig(sampler="dpmpp-2m", schedule="linear-t", steps=6, cfg=2.0, cfg_sigma_lo=0.5, cfg_sigma_hi=3.0)):
         calls.clear()
         sample(model.denoiser, [0], [1], sc, (1, 8, 8))
+        sc = resolve_schedule(sc, model.denoiser.precond)
         assert sum(calls) == network_evaluations(sc, conditional=True), sc
+
+
+def test_auto_schedule_follows_the_objective_and_bad_names_are_rejected(tiny_run):
+    from imagegen.config import SampleConfig
+    from imagegen.generate import network_evaluations, resolve_schedule
+
+    assert resolve_schedule(SampleConfig(), "flow").schedule == "linear-t"
+    assert resolve_schedule(SampleConfig(sampler="ipndm"), "flow").schedule == "linear-t"
+    assert resolve_schedule(SampleConfig(sampler="heun"), "flow").schedule == "karras"
+    assert resolve_schedule(SampleConfig(), "edm").schedule == "karras"
+    assert resolve_schedule(SampleConfig(schedule="karras"), "flow").schedule == "karras"
+    with pytest.raises(ImagegenError, match="linear-t"):
+        resolve_schedule(SampleConfig(schedule="cosine"), "flow")
+    with pytest.raises(ValueError, match="resolve"):
+        network_evaluations(SampleConfig(), conditional=False)
+    model = load(tiny_run)
+    assert model.config.model.precond == "flow" and model.sample_config().schedule == "linear-t"
+    assert model.sample_config(schedule="karras").schedule == "karras"

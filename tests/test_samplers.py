@@ -122,3 +122,32 @@ def test_ipndm_converges_faster_than_euler_at_one_evaluation_per_step():
     assert errs[0] / errs[1] > 3.5 and errs[1] / errs[2] > 3.5  # at least second order
     assert errs[0] < ode_errors(sample_euler, (20,))[0] / 5
     assert evaluations(sample_ipndm, 7) == nfe("ipndm", 7) == 7
+
+
+def test_linear_t_sigmas_are_equally_spaced_in_flow_time():
+    from imagegen.samplers import linear_t_sigmas, schedule_sigmas
+
+    s = linear_t_sigmas(10, 0.002, 80.0).double()
+    assert len(s) == 11 and s[-1].item() == 0
+    assert s[0].item() == pytest.approx(80.0, rel=1e-6) and s[-2].item() == pytest.approx(0.002, rel=1e-4)
+    t = s[:-1] / (1 + s[:-1])  # flow time of each level
+    steps = t[:-1] - t[1:]
+    assert torch.all(steps > 0)
+    torch.testing.assert_close(steps, torch.full_like(steps, (80 / 81 - 0.002 / 1.002) / 9), rtol=1e-5, atol=0)
+    torch.testing.assert_close(linear_t_sigmas(1, 0.5, 3.0), torch.tensor([3.0, 0.0]))
+    torch.testing.assert_close(schedule_sigmas("karras", 5, 0.002, 80.0, 7.0), karras_sigmas(5))
+    with pytest.raises(ValueError, match="linear-t"):
+        schedule_sigmas("cosine", 5, 0.002, 80.0)
+
+
+@pytest.mark.parametrize("name", ["sample_dpmpp_2m", "sample_heun"])
+def test_samplers_converge_at_second_order_on_the_linear_t_schedule(name):
+    """On the exact Gaussian ODE, doubling the steps of linear-t cuts the error about 4x."""
+    import imagegen.samplers as smp
+
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64).view(-1, 1) * 80.0
+    exact = MU + (x - MU) * S / (S**2 + 80.0**2) ** 0.5
+    sampler = getattr(smp, name)
+    errs = [(sampler(exact_denoiser, x.clone(), smp.linear_t_sigmas(n).double()) - exact).abs().max().item()
+            for n in (40, 80, 160)]
+    assert 3.5 < errs[0] / errs[1] < 5.5 and 3.5 < errs[1] / errs[2] < 5.5

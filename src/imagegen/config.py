@@ -55,16 +55,19 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     fid_every_seconds: float = -1.0  # FID during training: -1 auto (120 s for labeled sets of
     # <= 50,000 images), 0 off; its time does not count against the budget
-    fid_samples: int = 256  # samples per training-time FID (Heun, fid_steps steps, cfg 1)
+    fid_samples: int = 256  # samples per training-time FID (the run's sampler, fid_steps steps, cfg 1)
     fid_steps: int = 10
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Defaults for generation (Karras schedule and sampler)."""
+    """Defaults for generation (noise schedule, sampler, guidance)."""
 
-    sampler: str = "heun"
-    steps: int = 18
+    sampler: str = "dpmpp-2m"  # DPM-Solver++(2M): one network evaluation per step
+    steps: int = 10
+    # "karras" (EDM Eq. 5) or "linear-t" (uniform in flow time); "auto": linear-t for flow
+    # models with one-evaluation samplers, else karras (measured: benchmarks/RESULTS.md)
+    schedule: str = "auto"
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0

@@ -566,7 +566,7 @@ def format_report(report: dict[str, Any]) -> str:
     gen = report.get("generation") or {}
     if gen:
         rows.append(("generated with", f"{Path(str(gen.get('checkpoint'))).name}, {gen.get('sampler')} "
-                                       f"{gen.get('steps')} steps, cfg {gen.get('cfg')}, seed {gen.get('seed')}"))
+                                       f"{gen.get('steps')} steps ({gen.get('schedule')}), cfg {gen.get('cfg')}, seed {gen.get('seed')}"))
     if ev.get("held_out_accuracy") is not None:
         rows.append(("evaluator held-out acc", ev["held_out_accuracy"]))
     if ev.get("held_out_confident_fraction") is not None:

@@ -1,8 +1,8 @@
 """FID during training: score the EMA model every few minutes and keep the best checkpoint.
 
 The score is the FID in the data set's evaluator features (see :mod:`imagegen.evaluation`)
-of ``fid_samples`` samples (fixed seeds 0..n-1, classes spread evenly, Heun with
-``fid_steps`` steps, no guidance) against the cached reference features that
+of ``fid_samples`` samples (fixed seeds 0..n-1, classes spread evenly, the run's
+sampler with ``fid_steps`` steps, no guidance) against the cached reference features that
 ``imagegen evaluate`` uses (all images of sets up to 10,000, a fixed subset above). With a few hundred samples it is biased upwards compared with the 2,000-sample
 FID of ``imagegen evaluate`` (FID's bias falls like 1/n), but it uses the same samples at
 every evaluation, so it ranks checkpoints of one run fairly.
@@ -58,7 +58,7 @@ class FidMonitor:
         n = tc.fid_samples
         self.labels = [i % mc.num_classes for i in range(n)] if mc.num_classes else None
         self.seeds = list(range(n))
-        self.sample_config = replace(config.sample, cfg=1.0, steps=tc.fid_steps, sampler="heun")
+        self.sample_config = replace(config.sample, cfg=1.0, steps=tc.fid_steps)
         best = best_checkpoint(self.run)
         self.best: float = float(best["fid"]) if best else float("inf")
 

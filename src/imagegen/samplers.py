@@ -2,7 +2,8 @@
 
 Schedules and samplers follow Karras et al. 2022 ("EDM"): the probability-flow ODE
 ``dx/dsigma = (x - D(x, sigma)) / sigma`` integrated from ``sigma_max`` down to 0 over the
-schedule of Eq. 5. ``sample_euler`` is the first-order method; ``sample_heun`` is
+schedule of Eq. 5 (``karras``), or over steps equally spaced in rectified-flow time
+(``linear-t``), which suits flow-trained models better at few steps. ``sample_euler`` is the first-order method; ``sample_heun`` is
 Algorithm 1 (deterministic Heun, 2 evaluations per step except the last);
 ``sample_dpmpp_2m`` is DPM-Solver++(2M), second order at one evaluation per step;
 ``sample_ipndm`` is the iPNDM linear multistep method (up to 4th order, one per step).
@@ -36,6 +37,38 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     denom = max(n - 1, 1)
     s = (sigma_max ** (1 / rho) + i / denom * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return torch.cat([s, torch.zeros(1, dtype=torch.float64)]).float()
+
+
+def linear_t_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
+    """``n`` noise levels equally spaced in rectified-flow time ``t = sigma / (1 + sigma)``.
+
+    The flow path ``x_t = (1 - t) x0 + t n`` is the VE path at ``sigma = t / (1 - t)`` scaled
+    by ``1 - t``, so uniform steps in ``t`` are the flow model's own Euler grid (as in
+    Liu et al. 2022 and SD3), written as sigmas for the samplers here; then a final 0.
+
+    Example:
+        >>> linear_t_sigmas(2, 1.0, 3.0)  # t = 0.75, 0.5
+        tensor([3., 1., 0.])
+    """
+    if n < 1:
+        raise ValueError(f"need at least one step, got {n}")
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    t_max, t_min = sigma_max / (1 + sigma_max), sigma_min / (1 + sigma_min)
+    t = torch.linspace(t_max, t_min, n, dtype=torch.float64) if n > 1 else torch.tensor([t_max], dtype=torch.float64)
+    return torch.cat([t / (1 - t), torch.zeros(1, dtype=torch.float64)]).float()
+
+
+SCHEDULES = ("karras", "linear-t")
+
+
+def schedule_sigmas(schedule: str, n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """The noise levels of a named schedule: ``karras`` (EDM Eq. 5) or ``linear-t``."""
+    if schedule == "karras":
+        return karras_sigmas(n, sigma_min, sigma_max, rho)
+    if schedule == "linear-t":
+        return linear_t_sigmas(n, sigma_min, sigma_max)
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
 def sample_euler(

@@ -91,6 +91,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     step_s = statistics.median(times)
     batch = config.train.batch_size
     steps = max(10, round(a.budget / step_s))
+    probe.close()
     del probe
 
     config = replace(config, train=replace(config.train, steps=steps))
@@ -102,6 +103,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
         for f, ema in emas.items():
             ema_step(ema, tr.model, batch, f * tr.nimg)
     wall = time.perf_counter() - t0
+    tr.close()
     if a.save:
         (Path(a.out) / name).mkdir(parents=True, exist_ok=True)
         config.save(Path(a.out) / name / "config.toml")
@@ -110,7 +112,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
             torch.save(e.state_dict(), Path(a.out) / name / f"ema-r{f}.pt")
 
     mon = FidMonitor(replace(config, train=replace(config.train, fid_samples=a.n)), Path(a.out) / name, progress=False)
-    mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10)
+    mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10, schedule=a.schedule)
     rows = []
     for label, net in [("default", tr.ema)] + [(f"r={f}", e) for f, e in emas.items()]:
         fid = mon.score(net)
@@ -129,6 +131,9 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=120.0, help="seconds of clean training each variant gets")
     p.add_argument("-n", type=int, default=1000, help="samples per FID")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--schedule", default="karras", choices=("karras", "linear-t", "auto"),
+                   help="noise schedule of the FID samples (default karras, as the recorded table; auto "
+                        "picks linear-t for flow models)")
     p.add_argument("--timing-steps", type=int, default=15)
     p.add_argument("--out", default="/tmp/ablation")
     p.add_argument("--log", default="benchmarks/ablation.jsonl")

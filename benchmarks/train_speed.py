@@ -4,7 +4,7 @@ Measures, side by side in one run (medians over repeats, so a noisy shared machi
   - fp32 matmul GFLOP/s (2048 x 2048), the ceiling;
   - training img/s and achieved GFLOP/s of the default model (FLOPs of one forward+backward
     counted with torch.utils.flop_counter), and its ratio to the ceiling;
-  - sampling img/s with 18 Heun steps (35 network evaluations per image).
+  - sampling img/s with the default sampler (DPM-Solver++(2M), 10 network evaluations per image).
 
 Usage:
     python benchmarks/train_speed.py                 # defaults: unet-28, batch 64
@@ -17,16 +17,20 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import tempfile
 import time
+from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from imagegen.config import SampleConfig
+from imagegen.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
 from imagegen.generate import sample
-from imagegen.losses import EDMLoss
-from imagegen.models.unet import PRESETS, build_denoiser
+from imagegen.models.unet import PRESETS
+from imagegen.training import Trainer
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -46,40 +50,35 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048**3 / t / 1e9
 
 
-# (label, preset, batch, channels_last, optimizer implementation); measured interleaved
+# label -> (preset, batch, channels_last, optimizer implementation, batch shards); measured interleaved
 VARIANTS = {
-    "baseline": ("unet-28", 64, False, "foreach"),
-    "channels_last": ("unet-28", 64, True, "foreach"),
-    "fused Adam": ("unet-28", 64, False, "fused"),
-    "for-loop Adam": ("unet-28", 64, False, "loop"),
-    "batch 128": ("unet-28", 128, False, "foreach"),
-    "batch 256": ("unet-28", 256, False, "foreach"),
+    "one pass, intra-op threads": ("unet-28", 64, False, "foreach", 1),
+    "2 shards on 2 threads (default)": ("unet-28", 64, False, "foreach", 2),
+    "channels_last": ("unet-28", 64, True, "foreach", 1),
+    "fused Adam": ("unet-28", 64, False, "fused", 1),
+    "for-loop Adam": ("unet-28", 64, False, "loop", 1),
+    "batch 128": ("unet-28", 128, False, "foreach", 1),
+    "batch 128, 2 shards": ("unet-28", 128, False, "foreach", 2),
 }
 
 
-def make_step(preset: str, batch: int, channels_last: bool, optim: str, resolution: int):
-    """A training step closure of the EDM loss on random data, and its FLOPs per step."""
-    torch.manual_seed(0)
-    D = build_denoiser(preset, channels=1, num_classes=10)
-    x = torch.rand(batch, 1, resolution, resolution) * 2 - 1
+def make_step(preset: str, batch: int, channels_last: bool, optim: str, resolution: int, shards: int = 0):
+    """The trainer's own step (``Trainer.train_step``: batch, loss, backward, Adam, EMA) on
+    random images, and its FLOPs per step. ``shards`` 0 is the trainer's automatic choice."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4096, resolution, resolution, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 4096)
+    mc = ModelConfig(preset=preset, resolution=resolution, channels=1, num_classes=10)
+    tc = replace(TrainConfig(), steps=10**9, batch_size=batch, batch_shards=shards)
+    tr = Trainer(RunConfig(data="", model=mc, train=tc), Path(tempfile.mkdtemp()), images, labels)
     if channels_last:
-        D = D.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        tr.model.to(memory_format=torch.channels_last)
     kind = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}[optim]
-    opt = torch.optim.Adam(D.parameters(), lr=1e-4, **kind)
-    loss_fn = EDMLoss(label_dropout=0.1)
-    labels = torch.randint(0, 10, (batch,))
-    gen = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        loss = loss_fn(D, x, labels, generator=gen).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    tr.opt = torch.optim.Adam(tr.model.parameters(), lr=tc.lr, betas=(0.9, 0.99), **kind)
+    x = torch.rand(batch, 1, resolution, resolution) * 2 - 1
     with FlopCounterMode(display=False) as fc:
-        loss_fn(D, x, labels, generator=gen).mean().backward()
-    return step, fc.get_total_flops(), D
+        tr.loss_fn(tr.model, x, torch.from_numpy(labels[:batch])).mean().backward()
+    return tr.train_step, fc.get_total_flops(), tr
 
 
 def main() -> None:
@@ -92,14 +91,15 @@ def main() -> None:
     p.add_argument("--variants", action="store_true", help="also time the throughput variants (table of changes)")
     a = p.parse_args()
 
-    step, flops, D = make_step(a.preset, a.batch, False, "foreach", a.resolution)
+    step, flops, trainer = make_step(a.preset, a.batch, False, "foreach", a.resolution)
+    D = trainer.model
     params = sum(q.numel() for q in D.parameters())
-    others = {k: make_step(pr, b, cl, o, a.resolution)[:2] for k, (pr, b, cl, o) in VARIANTS.items()} if a.variants else {}
+    others = {k: make_step(pr, b, cl, o, a.resolution, sh)[:2] for k, (pr, b, cl, o, sh) in VARIANTS.items()} if a.variants else {}
 
     # interleave the measurements so machine noise hits them alike
     mm, tr, sm = [], [], []
     vt: dict[str, list[float]] = {k: [] for k in others}
-    sc = SampleConfig(sampler="heun", steps=18, cfg=1.0)  # unguided: 35 network evaluations per image
+    sc = SampleConfig(sampler="dpmpp-2m", steps=10, cfg=1.0)  # the default sampler, unguided: 10 evaluations
     shape = (1, a.resolution, a.resolution)
     for r in range(3):
         mm.append(matmul_gflops(max(1, a.repeats // 3)))
@@ -119,11 +119,11 @@ def main() -> None:
     print("|---|---|")
     print(f"| model | {a.preset}, {params / 1e6:.2f} M parameters, {a.resolution}x{a.resolution}x1, 10 classes |")
     print(f"| fp32 matmul 2048^2 (ceiling) | {ceiling:.1f} GFLOP/s |")
-    print(f"| training step, batch {a.batch} | {t_step * 1000:.0f} ms |")
+    print(f"| training step, batch {a.batch}, {trainer.shards} shard(s) | {t_step * 1000:.0f} ms |")
     print(f"| training throughput | {a.batch / t_step:.0f} img/s |")
     print(f"| FLOPs per training image (fwd+bwd) | {flops / a.batch / 1e9:.3f} GFLOP |")
     print(f"| training achieved | {achieved:.1f} GFLOP/s = {100 * achieved / ceiling:.0f}% of matmul |")
-    print(f"| sampling, Heun 18 steps (35 NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
+    print(f"| sampling, DPM-Solver++(2M) 10 steps (10 NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
     if others:
         print("\n| change | model | batch | step ms | img/s | GFLOP/s | % of matmul |")
         print("|---|---|---:|---:|---:|---:|---:|")

@@ -165,3 +165,62 @@ def test_progress_grids_do_not_count_against_the_budget(digits_data, tmp_path, m
     assert len(calls) >= 5  # grids were drawn all along (the last one after training ends)
     assert 1.95 <= r["elapsed"] < 2.5
     assert step_time[0] >= 0.7 * 2.0
+
+
+def _trainer(digits_data, tmp_path, **train):
+    from imagegen.data import load_dataset
+    from imagegen.training import Trainer
+
+    cfg = tiny_config(digits_data, steps=3, **train)
+    ds = load_dataset(digits_data)
+    return Trainer(cfg, tmp_path, ds.images, ds.labels)
+
+
+def test_sharded_batch_gives_the_gradient_of_the_whole_batch(digits_data, tmp_path):
+    # a deterministic loss (fixed noise level, no random draws): the shards' gradients must
+    # add up to the gradient of the one-pass batch mean
+    def fixed_loss(model, x, labels, generator=None):
+        sigma = torch.full((x.shape[0],), 0.7)
+        return ((model(x + 0.3, sigma, labels) - x) ** 2).flatten(1).mean(dim=1)
+
+    grads, losses = {}, {}
+    for shards in (1, 3):
+        tr = _trainer(digits_data, tmp_path / str(shards), batch_shards=shards)
+        assert tr.shards == shards and (tr.pool is None) == (shards == 1)
+        tr.loss_fn = fixed_loss
+        tr.opt.step = lambda: None  # keep the weights: compare the gradients of step 0
+        losses[shards] = tr.train_step()
+        grads[shards] = [p.grad.clone() for p in tr.model.parameters()]
+        tr.close()
+    assert losses[3] == pytest.approx(losses[1], rel=1e-5)
+    for g1, g3 in zip(grads[1], grads[3]):
+        torch.testing.assert_close(g3, g1, rtol=1e-4, atol=1e-7)
+
+
+def test_sharded_steps_on_threads_equal_the_same_shards_in_turn(digits_data, tmp_path):
+    # the worker threads change nothing: same draws, and gradient sums are order-free
+    # (compared at one torch thread each, as convolution sums depend on the thread count)
+    from imagegen.features.evaluator import torch_threads
+    from imagegen.training import auto_shards
+
+    runs = []
+    for threaded in (True, False):
+        tr = _trainer(digits_data, tmp_path / str(threaded), batch_shards=2)
+        if not threaded:
+            tr.close()
+        with torch_threads(None if threaded else 1):
+            for _ in range(3):
+                tr.train_step()
+        runs.append([p.detach().clone() for p in tr.model.parameters()])
+        tr.close()
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    assert torch.get_num_threads() == min(2, __import__("os").cpu_count() or 1)  # caller's setting kept
+    tc = TrainConfig(batch_size=64)
+    assert auto_shards(tc, 2) == 2 and auto_shards(tc, 1) == 1 and auto_shards(tc, 16) == 1
+    assert auto_shards(replace(tc, batch_size=8), 2) == 1 and auto_shards(replace(tc, batch_shards=3), 16) == 3
+
+
+def test_bad_shard_count_is_rejected(digits_data, tmp_path):
+    with pytest.raises(ImagegenError, match="batch_shards"):
+        _trainer(digits_data, tmp_path, batch_shards=17)  # batch is 16

@@ -53,6 +53,11 @@ class TrainConfig:
     checkpoint_every_seconds: float = 60.0
     keep_checkpoints: int = 2
     threads: int = 0  # 0: torch's default
+    # Each batch is split into this many shards whose forward/backward passes run at once on
+    # their own Python threads with one torch thread each (gradients summed); 1 = one pass
+    # using torch's intra-op threads. 0 = auto: one shard per torch thread on machines with
+    # 2-4 threads (1.17x faster on 2 cores, benchmarks/RESULTS.md), else 1.
+    batch_shards: int = 0
     fid_every_seconds: float = -1.0  # FID during training: -1 auto (120 s for labeled sets of
     # <= 50,000 images), 0 off; its time does not count against the budget
     fid_samples: int = 256  # samples per training-time FID (the run's sampler, fid_steps steps, cfg 1)

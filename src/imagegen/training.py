@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,10 +122,18 @@ def validate(tc: TrainConfig) -> None:
         (0 <= tc.label_dropout < 1, "label_dropout must be in [0, 1)"),
         (tc.p_std > 0, "p_std must be > 0"),
         (tc.ema_halflife_kimg >= 0, "ema_halflife_kimg must be >= 0"),
+        (0 <= tc.batch_shards <= tc.batch_size, "batch_shards must be between 0 (auto) and the batch size"),
     ]
     for ok, msg in checks:
         if not ok:
             raise ImagegenError(f"bad training setting: {msg}")
+
+
+def auto_shards(tc: TrainConfig, threads: int) -> int:
+    """How many shards each batch is split into (see ``TrainConfig.batch_shards``)."""
+    if tc.batch_shards:
+        return tc.batch_shards
+    return threads if 2 <= threads <= 4 and tc.batch_size >= 8 * threads else 1
 
 
 class Trainer:
@@ -142,6 +151,16 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=tc.weight_decay, foreach=True)
         self.loss_fn = EDMLoss(tc.p_mean, tc.p_std, tc.label_dropout if self.labels is not None else 0.0)
         self.step, self.nimg, self.elapsed = 0, 0, 0.0
+        self.shards = auto_shards(tc, torch.get_num_threads())
+        self.pool = None
+        if self.shards > 1:  # worker threads with one torch thread each; the caller's setting stays
+            self.pool = ThreadPoolExecutor(self.shards, thread_name_prefix="imagegen-shard",
+                                           initializer=torch.set_num_threads, initargs=(1,))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     # ---------------------------------------------------------------- state
     def restore(self, ck: Checkpoint) -> None:
@@ -172,18 +191,31 @@ class Trainer:
         idx = batch_indices(len(self.x), tc.batch_size, self.step, tc.seed)
         x = self.x[idx]
         lab = self.labels[idx] if self.labels is not None else None
-        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + 7919 * self.step + 1)
         lr = lr_at(tc, self.progress())
         for g in self.opt.param_groups:
             g["lr"] = lr
-        loss = self.loss_fn(self.model, x, lab, generator=gen).mean()
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        seed = tc.seed * 1_000_003 + 7919 * self.step + 1
+        shards = torch.arange(len(x)).tensor_split(self.shards)
+
+        def backward(j: int) -> float:
+            # shard j's share of the batch-mean loss; noise and levels seeded by (seed, step, shard)
+            rows = shards[j]
+            gen = torch.Generator().manual_seed(seed + 104_729 * j)
+            part = self.loss_fn(self.model, x[rows], None if lab is None else lab[rows], generator=gen)
+            loss = part.sum() / len(x)
+            loss.backward()
+            return float(loss.detach())
+
+        if self.pool is None:
+            loss = sum(backward(j) for j in range(self.shards))
+        else:  # gradients of the shards accumulate into .grad (a + b: the same in either order)
+            loss = sum(self.pool.map(backward, range(self.shards)))
         self.opt.step()
         self.step += 1
         self.nimg += tc.batch_size
         self.update_ema()
-        return float(loss.detach())
+        return loss
 
     def update_ema(self) -> None:
         tc = self.config.train
@@ -281,7 +313,10 @@ def train(
     config.save(out / "config.toml")
     every = fid_interval(config, len(ds), ds.labels is not None and mc.num_classes > 0)
     monitor = FidMonitor(config, out, progress=progress) if every > 0 else None
-    return _loop(trainer, progress, on_step, monitor, every)
+    try:
+        return _loop(trainer, progress, on_step, monitor, every)
+    finally:
+        trainer.close()
 
 
 def _check_fid(tr: Trainer, monitor: FidMonitor, log: Any, checkpoint: Path | None = None) -> float:

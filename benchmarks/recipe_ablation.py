@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "flow-lr4e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 4e-3}),
     "flow-lr1e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 1e-3}),
     "flow-pm-0.4": ({"precond": "flow"}, {"p_mean": -0.4, "p_std": 1.0}),
+    "flow-lr3e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 3e-3}),
     "mp": ({"arch": "mp-unet"}, {"lr": 1e-2}),
     "wide": ({"preset": "unet-28-w"}, {}),
     "p2": ({"preset": "unet-28-p2"}, {}),
@@ -61,7 +62,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 # EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
 # min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
-EMA_FRACTIONS = tuple(f for f in (0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
+EMA_FRACTIONS = tuple(f for f in (0.025, 0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
 
 
 def flops_per_image(tr: Trainer) -> float:

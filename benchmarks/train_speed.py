@@ -4,7 +4,7 @@ Measures, side by side in one run (medians over repeats, so a noisy shared machi
   - fp32 matmul GFLOP/s (2048 x 2048), the ceiling;
   - training img/s and achieved GFLOP/s of the default model (FLOPs of one forward+backward
     counted with torch.utils.flop_counter), and its ratio to the ceiling;
-  - sampling img/s with the default sampler (DPM-Solver++(2M), 10 network evaluations per image).
+  - sampling img/s with the default sampler (DPM-Solver++(2M), 10 steps: 10 network evaluations per image).
 
 Usage:
     python benchmarks/train_speed.py                 # defaults: unet-28, batch 64
@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imagegen.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
 from imagegen.generate import sample
 from imagegen.models.unet import PRESETS
+from imagegen.samplers import nfe
 from imagegen.training import Trainer
 
 
@@ -73,8 +74,10 @@ def make_step(preset: str, batch: int, channels_last: bool, optim: str, resoluti
     tr = Trainer(RunConfig(data="", model=mc, train=tc), Path(tempfile.mkdtemp()), images, labels)
     if channels_last:
         tr.model.to(memory_format=torch.channels_last)
-    kind = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}[optim]
-    tr.opt = torch.optim.Adam(tr.model.parameters(), lr=tc.lr, betas=(0.9, 0.99), **kind)
+    if optim != "foreach":  # the trainer's Adam (foreach) with the same settings, another implementation
+        kind = {"fused": {"fused": True}, "loop": {"foreach": False}}[optim]
+        settings = {k: tr.opt.defaults[k] for k in ("lr", "betas", "eps", "weight_decay")}
+        tr.opt = torch.optim.Adam(tr.model.parameters(), **settings, **kind)
     x = torch.rand(batch, 1, resolution, resolution) * 2 - 1
     with FlopCounterMode(display=False) as fc:
         tr.loss_fn(tr.model, x, torch.from_numpy(labels[:batch])).mean().backward()
@@ -99,7 +102,7 @@ def main() -> None:
     # interleave the measurements so machine noise hits them alike
     mm, tr, sm = [], [], []
     vt: dict[str, list[float]] = {k: [] for k in others}
-    sc = SampleConfig(sampler="dpmpp-2m", steps=10, cfg=1.0)  # the default sampler, unguided: 10 evaluations
+    sc = SampleConfig(cfg=1.0)  # the default sampler, unguided
     shape = (1, a.resolution, a.resolution)
     for r in range(3):
         mm.append(matmul_gflops(max(1, a.repeats // 3)))
@@ -123,7 +126,7 @@ def main() -> None:
     print(f"| training throughput | {a.batch / t_step:.0f} img/s |")
     print(f"| FLOPs per training image (fwd+bwd) | {flops / a.batch / 1e9:.3f} GFLOP |")
     print(f"| training achieved | {achieved:.1f} GFLOP/s = {100 * achieved / ceiling:.0f}% of matmul |")
-    print(f"| sampling, DPM-Solver++(2M) 10 steps (10 NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
+    print(f"| sampling, {sc.sampler} {sc.steps} steps ({nfe(sc.sampler, sc.steps)} NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
     if others:
         print("\n| change | model | batch | step ms | img/s | GFLOP/s | % of matmul |")
         print("|---|---|---:|---:|---:|---:|---:|")

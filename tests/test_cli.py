@@ -69,3 +69,11 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
 def test_console_script_help_has_examples():
     r = subprocess.run([sys.executable, "-m", "imagegen.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "--budget 10m" in r.stdout
+
+
+def test_sampler_and_schedule_choices_match_the_samplers_module():
+    from imagegen.cli import SAMPLER_CHOICES, SCHEDULE_CHOICES
+    from imagegen.samplers import SAMPLERS, SCHEDULES
+
+    assert set(SAMPLER_CHOICES) == set(SAMPLERS)
+    assert SCHEDULE_CHOICES == ("auto", *SCHEDULES)

@@ -11,6 +11,11 @@ from tqdm import tqdm
 
 from .errors import ImagegenError
 
+# The names in imagegen.samplers (SAMPLERS, SCHEDULES), spelled out so that parsing
+# arguments does not import torch; tests/test_cli.py checks that they agree.
+SAMPLER_CHOICES = ("heun", "euler", "dpmpp-2m", "ipndm")
+SCHEDULE_CHOICES = ("auto", "karras", "linear-t")
+
 EPILOG_DATA_IMPORT = """examples:
   imagegen data import builtin:mnist5k data/mnist5k
   imagegen data import builtin:sprites data/sprites --size 32 --channels 4
@@ -227,10 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     g.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default 0)")
     g.add_argument("--steps", type=int, help="sampler steps (default: the run's, 10)")
-    g.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m", "ipndm"),
+    g.add_argument("--sampler", choices=SAMPLER_CHOICES,
                    help="ODE sampler (default: the run's, dpmpp-2m); dpmpp-2m, ipndm and euler spend one network "
                         "evaluation per step, heun two (minus one)")
-    g.add_argument("--schedule", choices=("auto", "karras", "linear-t"),
+    g.add_argument("--schedule", choices=SCHEDULE_CHOICES,
                    help="noise levels: karras (EDM), linear-t (uniform in flow time); auto (default) picks "
                         "linear-t for flow models with one-evaluation samplers, karras otherwise")
     g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
@@ -253,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--figure", help="where to write the PNG figure (default: the JSON path with .png)")
     e.add_argument("--json", help="where to write the JSON report (default SOURCE/evaluation.json)")
     e.add_argument("--steps", type=int, help="sampler steps when generating from a run")
-    e.add_argument("--sampler", choices=("heun", "euler", "dpmpp-2m", "ipndm"))
-    e.add_argument("--schedule", choices=("auto", "karras", "linear-t"))
+    e.add_argument("--sampler", choices=SAMPLER_CHOICES)
+    e.add_argument("--schedule", choices=SCHEDULE_CHOICES, help="noise levels when generating from a run (as for generate)")
     e.add_argument("--cfg", type=float)
     e.set_defaults(fn=cmd_evaluate)
     return p

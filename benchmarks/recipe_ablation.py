@@ -36,6 +36,7 @@ from imagegen.models.unet import PRESETS, UNetPreset
 from imagegen.training import Trainer, ema_step, make_config
 
 PRESETS.setdefault("unet-28-w", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
+PRESETS.setdefault("unet-28-m", UNetPreset(channels=(32, 48, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
 PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_levels=(1,), emb_dim=128, resolutions=(), patch=2))
 PRESETS.setdefault("unet-28-p2s", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), patch=2))
 PRESETS.setdefault("unet-28-s", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(), emb_dim=128, resolutions=()))
@@ -55,6 +56,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "flow-lr3e-3": ({"precond": "flow"}, {"p_mean": 0.0, "p_std": 1.0, "lr": 3e-3}),
     "mp": ({"arch": "mp-unet"}, {"lr": 1e-2}),
     "wide": ({"preset": "unet-28-w"}, {}),
+    "mid": ({"preset": "unet-28-m"}, {}),
     "p2": ({"preset": "unet-28-p2"}, {}),
     "p2s": ({"preset": "unet-28-p2s"}, {}),
     "noattn": ({"preset": "unet-28-s"}, {}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -19,12 +20,19 @@ def parse_args(doc: str, batch: int) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="a prepared imagegen data set (data/mnist5k)")
     p.add_argument("out", help="folder for the sample PNGs and peer.json")
-    p.add_argument("--budget", type=float, default=600.0, help="training seconds")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds (unless --steps is given)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="train exactly this many steps instead of for --budget seconds (0: the budget decides)")
+    p.add_argument("--probe", type=int, default=0,
+                   help="only measure speed: time this many steps after 5 warm-up steps, write OUT/probe.json, "
+                        "and stop (no samples)")
     p.add_argument("-n", type=int, default=2000, help="samples to write")
     p.add_argument("--batch", type=int, default=batch)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     a = p.parse_args()
+    if a.steps < 0 or a.probe < 0:
+        p.error("--steps and --probe must be >= 0")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     return a
@@ -56,19 +64,42 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float = 0.99
 
 def train_for_budget(a: argparse.Namespace, model: torch.nn.Module, ema: torch.nn.Module,
                      opt: torch.optim.Optimizer, batch_loss, log_every: int) -> tuple[int, float]:
-    """Optimise ``batch_loss()`` (a fresh random batch each call) for ``a.budget`` seconds,
-    with :func:`budget_lr` and :func:`update_ema` each step; returns (steps, seconds)."""
-    t0 = time.perf_counter()
-    step = 0
-    while (elapsed := time.perf_counter() - t0) < a.budget:
-        lr = budget_lr(a.lr, elapsed / a.budget)
+    """Optimise ``batch_loss()`` (a fresh random batch each call) for ``a.budget`` seconds, or
+    for exactly ``a.steps`` steps when that is set, with :func:`budget_lr` over that length and
+    :func:`update_ema` each step; returns (steps, seconds).
+
+    With ``a.probe`` set, it only measures speed: 5 warm-up steps, then the median of
+    ``a.probe`` timed steps goes to ``OUT/probe.json`` and the process exits."""
+
+    def one_step(frac: float) -> torch.Tensor:
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = budget_lr(a.lr, frac)
         loss = batch_loss()
         opt.zero_grad()
         loss.backward()
         opt.step()
         update_ema(ema, model)
+        return loss
+
+    if a.probe:
+        times = []
+        for i in range(5 + a.probe):
+            t = time.perf_counter()
+            one_step(0.5)
+            times.append(time.perf_counter() - t)
+        step_s = statistics.median(times[5:])
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "probe.json").write_text(json.dumps({"step_seconds": step_s, "batch": a.batch}))
+        print(f"probe: {step_s * 1000:.0f} ms per step of {a.batch} ({a.batch / step_s:.0f} img/s)", flush=True)
+        raise SystemExit(0)
+    t0 = time.perf_counter()
+    step = 0
+    while True:
+        elapsed = time.perf_counter() - t0
+        frac = step / a.steps if a.steps else elapsed / a.budget
+        if frac >= 1:
+            break
+        loss = one_step(frac)
         step += 1
         if step % log_every == 0:
             print(f"step {step} loss {loss.item():.4f} {step * a.batch / elapsed:.0f} img/s", flush=True)
@@ -99,6 +130,7 @@ def write_summary(out: Path, a: argparse.Namespace, peer: str, params: int, step
     """Write and print ``out/peer.json``: the peer, its size, training and sampling speed, and
     the torch version and thread count it ran with."""
     summary = {"peer": peer, "params": params, "steps": steps, "batch": a.batch, "budget": a.budget,
+               "fixed_steps": a.steps or None,
                "train_seconds": round(train_seconds, 1), "train_img_per_s": round(steps * a.batch / train_seconds, 1),
                "n": a.n, "sample_seconds": round(sample_seconds, 1), "sample_img_per_s": round(a.n / sample_seconds, 2),
                "torch": torch.__version__, "threads": torch.get_num_threads(), **extra}

@@ -6,11 +6,14 @@ Stages, one after another (never two contenders at once), each printed with its 
      or when its stamp does not match the pinned versions below;
   2. the data set (data/mnist5k, imported with `imagegen data import builtin:mnist5k`);
   3. the fp32 matmul GFLOP/s ceiling in both environments, interleaved, same thread count;
-  4. contenders: diffusers, lucidrains (peer scripts in the peer venv), imagegen at --budget
+  4. speed probes (--timing matched, the default): each contender's clean training speed in
+     alternating rounds; each then trains for the steps its budget buys at that speed, so load
+     from elsewhere on the shared machine does not change what a contender gets;
+  5. contenders: diffusers, lucidrains (peer scripts in the peer venv), imagegen at --budget
      and at --short-budget (`imagegen train`, then `imagegen generate` with the run's default
      guidance and unguided with --cfg 1), and a generation memory check (--gen-rss-n images);
-  5. `imagegen evaluate` of every sample folder with the same settings;
-  6. OUT/results.json (all raw numbers) and OUT/results.md (the table, also printed).
+  6. `imagegen evaluate` of every sample folder with the same settings;
+  7. OUT/results.json (all raw numbers) and OUT/results.md (the table, also printed).
 A contender that fails is reported and recorded in results.json; the others still run.
 Every child runs with OMP_NUM_THREADS=MKL_NUM_THREADS=--threads; its peak resident memory is
 read from os.wait4 (the kernel's ru_maxrss of that one child, which includes anything it
@@ -69,6 +72,24 @@ ts = []
 for _ in range(int(sys.argv[2])):
     t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
 print(torch.__version__, 2 * 2048**3 / statistics.median(ts) / 1e9)
+"""
+# imagegen's clean training speed: its own Trainer step with the defaults `imagegen train` uses
+IMAGEGEN_PROBE = """
+import json, statistics, sys, tempfile, time, torch
+from pathlib import Path
+from imagegen.data import load_dataset
+from imagegen.training import Trainer, make_config
+data, threads, k, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+torch.set_num_threads(threads)
+ds = load_dataset(data)
+config = make_config(data, steps=10**6)
+tr = Trainer(config, Path(tempfile.mkdtemp()), ds.images, ds.labels)
+times = []
+for i in range(8 + k):
+    t = time.perf_counter(); tr.train_step(); times.append(time.perf_counter() - t)
+tr.close()
+out.mkdir(parents=True, exist_ok=True)
+(out / "probe.json").write_text(json.dumps({"step_seconds": statistics.median(times[8:]), "batch": config.train.batch_size}))
 """
 GENERATED = re.compile(r"wrote (\d+) PNGs .* in ([\d.]+)s \((\d+) network evaluations per image\)")
 
@@ -206,6 +227,40 @@ def matmul_ceilings(pythons: dict[str, Path], env: dict[str, str], threads: int,
     return out
 
 
+def speed_probes(names: list[str], pythons: dict[str, Path], a: argparse.Namespace, env: dict[str, str],
+                 out: Path, rounds: int = 2) -> dict[str, Any]:
+    """Each contender's clean training speed: ``a.probe_steps`` timed steps after a warm-up, in
+    ``rounds`` alternating rounds (so noise on the shared machine hits all alike), the fastest
+    round kept (other load only ever slows a round down). ``--timing matched`` then gives each
+    contender the steps that the budget buys at that speed."""
+    res: dict[str, Any] = {n: {"rounds": []} for n in names}
+    for _ in range(rounds):
+        for name in names:
+            folder = out / "probes" / name
+            if name in PEER_SCRIPTS:
+                cmd = [pythons["peers"], HERE / PEER_SCRIPTS[name], a.data, folder, "--probe", str(a.probe_steps),
+                       "--threads", str(a.threads)]
+            else:
+                cmd = [pythons["imagegen"], "-c", IMAGEGEN_PROBE, a.data, str(a.threads), str(a.probe_steps), folder]
+            checked(run_child(cmd, env, echo=False), f"{name} speed probe")
+            p = json.loads((folder / "probe.json").read_text())
+            res[name]["batch"] = p["batch"]
+            res[name]["rounds"].append(round(p["step_seconds"], 4))
+    for name, r in res.items():
+        r["step_seconds"] = min(r["rounds"])
+        r["img_per_s"] = round(r["batch"] / r["step_seconds"], 1)
+        log(f"speed probe {name}: {r['step_seconds'] * 1000:.0f} ms per step of {r['batch']} ({r['img_per_s']} img/s; "
+            f"rounds {[round(t * 1000) for t in r['rounds']]} ms)")
+    return res
+
+
+def matched_steps(budget: float, probe: dict[str, Any] | None) -> int | None:
+    """The steps ``budget`` seconds buy at the probed speed, or None (train for the budget)."""
+    if not probe or "step_seconds" not in probe:
+        return None
+    return max(1, round(budget / probe["step_seconds"]))
+
+
 def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], logs: Path) -> dict[str, Any]:
     """`imagegen evaluate` of a PNG folder with the default settings; the fields the table needs."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,12 +273,15 @@ def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], log
     return ev
 
 
-def run_peer(name: str, py: Path, a: argparse.Namespace, env: dict[str, str], out: Path, logs: Path) -> dict[str, Any]:
+def run_peer(name: str, py: Path, a: argparse.Namespace, env: dict[str, str], out: Path, logs: Path,
+             steps: int | None = None) -> dict[str, Any]:
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
-    log(f"{name}: training {a.budget:g} s, then {a.n} samples")
+    length = f"{steps} steps ({a.budget:g} s at its probed speed)" if steps else f"{a.budget:g} s"
+    log(f"{name}: training {length}, then {a.n} samples")
     c = checked(run_child([py, HERE / PEER_SCRIPTS[name], a.data, folder, "--budget", str(a.budget), "-n", str(a.n),
-                           "--threads", str(a.threads)], env, logs / f"{name}.log"), f"{name} peer")
+                           "--threads", str(a.threads)] + (["--steps", str(steps)] if steps else []),
+                          env, logs / f"{name}.log"), f"{name} peer")
     peer = json.loads((folder / "peer.json").read_text())
     r = {"kind": "peer", "samples": str(folder), "wall_seconds": round(c.seconds, 1),
          "peak_rss_kib": c.peak_rss_kib, **peer}
@@ -265,12 +323,13 @@ def imagegen_generate(run: Path, folder: Path, n: int, env: dict[str, str], log_
 
 
 def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str, str], out: Path,
-                 logs: Path) -> dict[str, Any]:
+                 logs: Path, steps: int | None = None) -> dict[str, Any]:
     base = out / f"imagegen-{budget:g}"
     run = base / "run"
     shutil.rmtree(base, ignore_errors=True)
-    log(f"{name}: training {budget:g} s")
-    c = checked(run_child([BIN / "imagegen", "train", a.data, "--out", run, "--budget", f"{budget:g}s",
+    length = ["--steps", str(steps)] if steps else ["--budget", f"{budget:g}s"]
+    log(f"{name}: training " + (f"{steps} steps ({budget:g} s at its probed speed)" if steps else f"{budget:g} s"))
+    c = checked(run_child([BIN / "imagegen", "train", a.data, "--out", run, *length,
                            "--threads", str(a.threads)], env, logs / f"{name}-train.log"), f"{name} training")
     r: dict[str, Any] = {"kind": "imagegen", "run": str(run), "budget": budget, "wall_seconds": round(c.seconds, 1),
                          "peak_rss_kib": c.peak_rss_kib, **imagegen_run_info(run)}
@@ -324,7 +383,8 @@ def table_rows(contenders: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"contender": name, "error": r["error"]})
             continue
         train = {"kind": r["kind"], "torch": r.get("torch"), "params": r.get("params"), "budget": r.get("budget"), "steps": r.get("steps"),
-                 "batch": r.get("batch"), "train_img_per_s": r.get("train_img_per_s"), "rss_train": r.get("peak_rss_kib")}
+                 "batch": r.get("batch"), "train_img_per_s": r.get("train_img_per_s"), "rss_train": r.get("peak_rss_kib"),
+                 "probe_img_per_s": r.get("probe_img_per_s")}
         if r["kind"] == "peer":
             rows.append({"contender": name, **train, "sampler": r.get("sampler"), "nfe": r.get("nfe"),
                          "sample_img_per_s": r.get("sample_img_per_s"), "rss_generate": None,
@@ -347,7 +407,7 @@ def fid_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> fl
 
 
 def report(results: dict[str, Any]) -> str:
-    cols = ["contender", "torch", "params", "budget s", "steps x batch", "train img/s", "sampler (NFE)",
+    cols = ["contender", "torch", "params", "budget s", "steps x batch", "probe img/s", "train img/s", "sampler (NFE)",
             "sampling img/s", "FID (all n)", "FID (3 groups of n/3)", "confident", "requested class", "peak RSS train", "peak RSS generate"]
     lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
              f"n = {results['n']} samples per row", "",
@@ -357,7 +417,8 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {row['contender']} | FAILED (below) |" + " |" * (len(cols) - 2))
             continue
         cells = [row["contender"], fmt(row["torch"]), f"{row['params'] / 1e6:.2f} M" if row["params"] else "-",
-                 fmt(row["budget"], "g"), f"{row['steps']} x {row['batch']}", fmt(row["train_img_per_s"], ".0f"),
+                 fmt(row["budget"], "g"), f"{row['steps']} x {row['batch']}", fmt(row["probe_img_per_s"], ".0f"),
+                 fmt(row["train_img_per_s"], ".0f"),
                  f"{row['sampler']} ({fmt(row['nfe'])})", fmt(row["sample_img_per_s"], ".1f"),
                  fmt(row.get("fid_pooled"), ".2f") if not row.get("error") else "FAILED",
                  f"{fmt(row.get('fid'), '.2f')} +- {fmt(row.get('fid_std'), '.2f')}",
@@ -365,6 +426,12 @@ def report(results: dict[str, Any]) -> str:
                  mib(row["rss_train"]), "(in train)" if row["kind"] == "peer" else mib(row["rss_generate"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if results.get("timing") == "matched":
+        lines.append("- timing: matched. Every contender's clean training speed was probed first (probe img/s, the "
+                     "fastest of alternating rounds); each then trained for the steps its budget buys at that speed. "
+                     "train img/s is the speed it actually got.")
+    else:
+        lines.append("- timing: wall clock. Each contender trained for its budget in seconds.")
     mm = results.get("matmul", {})
     ceil = [f"{name} env (torch {m['torch']}) {m['gflops']:.1f} GFLOP/s" for name, m in mm.items() if "gflops" in m]
     if ceil:
@@ -408,6 +475,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gen-rss-n", type=int, default=10000,
                    help="images of the generation memory check from the imagegen run (default 10000; 0 skips)")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "mnist5k", help="data set (default data/mnist5k)")
+    p.add_argument("--timing", default="matched", choices=("matched", "wall"),
+                   help="matched (default): probe every contender's clean training speed first (alternating rounds) "
+                        "and train each for the steps its budget buys at that speed, so load from elsewhere on a "
+                        "shared machine during a run does not change what a contender gets; wall: train each for "
+                        "its budget in seconds, whatever the machine gives it")
+    p.add_argument("--probe-steps", type=int, default=15, help="timed steps per speed probe round (default 15)")
     a = p.parse_args()
     a.only = [s.strip() for s in a.only.split(",") if s.strip()]
     if bad := sorted(set(a.only) - set(CONTENDERS)):
@@ -426,7 +499,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "threads": a.threads, "budget": a.budget, "short_budget": a.short_budget, "n": a.n, "data": str(a.data),
-        "only": a.only, "python": sys.executable, "contenders": {}}
+        "only": a.only, "timing": a.timing, "python": sys.executable, "contenders": {}}
 
     def save() -> None:
         (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -463,16 +536,24 @@ def main() -> int:
         peer_py = a.venv / "bin" / "python"  # for the matmul ceiling only
     pythons = {"imagegen": Path(sys.executable)} | ({"peers": peer_py} if peer_py else {})
     results["matmul"] = stage("fp32 matmul ceiling", matmul_ceilings, pythons, env, a.threads)
+    probes: dict[str, Any] = {}
+    if a.timing == "matched":
+        names = [n for n in ("diffusers", "lucidrains") if n in a.only and peer_py is not None]
+        names += ["imagegen"] if {"imagegen", "imagegen-short"} & set(a.only) else []
+        probes = stage("speed probes", speed_probes, names, pythons, a, env, out)
+        results["probes"] = probes
 
     for name in (c for c in CONTENDERS if c in a.only):
         if name in PEER_SCRIPTS:
             if peer_py is None:
                 results["contenders"][name] = {"kind": "peer", "error": "no peer venv"}
                 continue
-            r = stage(name, run_peer, name, peer_py, a, env, out, logs)
+            r = stage(name, run_peer, name, peer_py, a, env, out, logs, matched_steps(a.budget, probes.get(name)))
         else:
             budget = a.budget if name == "imagegen" else a.short_budget
-            r = stage(name, run_imagegen, name, budget, a, env, out, logs)
+            r = stage(name, run_imagegen, name, budget, a, env, out, logs, matched_steps(budget, probes.get("imagegen")))
+        if r.get("steps") and (probe := probes.get(name.split("-")[0])) and "img_per_s" in probe:
+            r["probe_img_per_s"] = probe["img_per_s"]
         results["contenders"][name] = r
         if name == "imagegen" and a.gen_rss_n > 0 and "run" in r:
             results["gen_rss"] = stage("generation memory check", gen_rss_check, Path(r["run"]), a.gen_rss_n, env,

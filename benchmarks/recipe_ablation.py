@@ -37,6 +37,7 @@ from imagegen.training import Trainer, ema_step, make_config
 
 PRESETS.setdefault("unet-28-w", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
 PRESETS.setdefault("unet-28-m", UNetPreset(channels=(32, 48, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
+PRESETS.setdefault("unet-28-nu", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), up_conv=False))
 PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_levels=(1,), emb_dim=128, resolutions=(), patch=2))
 PRESETS.setdefault("unet-28-p2s", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), patch=2))
 PRESETS.setdefault("unet-28-s", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(), emb_dim=128, resolutions=()))
@@ -57,6 +58,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "mp": ({"arch": "mp-unet"}, {"lr": 1e-2}),
     "wide": ({"preset": "unet-28-w"}, {}),
     "mid": ({"preset": "unet-28-m"}, {}),
+    "noupconv": ({"preset": "unet-28-nu"}, {}),
     "p2": ({"preset": "unet-28-p2"}, {}),
     "p2s": ({"preset": "unet-28-p2s"}, {}),
     "noattn": ({"preset": "unet-28-s"}, {}),

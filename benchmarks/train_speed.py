@@ -9,6 +9,7 @@ Measures, side by side in one run (medians over repeats, so a noisy shared machi
 Usage:
     python benchmarks/train_speed.py                 # defaults: unet-28, batch 64
     python benchmarks/train_speed.py --preset unet-32 --batch 64 --repeats 5
+    python benchmarks/train_speed.py --layers         # per-convolution time of one shard, 1 thread
 Prints a Markdown table to paste into benchmarks/RESULTS.md.
 """
 
@@ -84,6 +85,59 @@ def make_step(preset: str, batch: int, channels_last: bool, optim: str, resoluti
     return tr.train_step, fc.get_total_flops(), tr
 
 
+def layer_table(preset: str, resolution: int, batch: int, repeats: int) -> None:
+    """Where one shard's time goes (1 thread, the shard's batch): every convolution of the
+    network timed alone (forward + backward), grouped by shape, next to one whole training step
+    of the same batch and a 2048^2 matmul on the same thread; then the best this network could
+    reach if each convolution ran at the fastest rate any of them reaches, with the rest of the
+    step (normalisation, activations, attention, optimizer, EMA) unchanged."""
+    torch.set_num_threads(1)
+    step, flops, tr = make_step(preset, batch, False, "foreach", resolution, 1)
+    net = tr.model.net
+    seen: list[tuple[torch.nn.Conv2d, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape))))
+             for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.randn(batch, 1, resolution, resolution), torch.zeros(batch), torch.zeros(batch, dtype=torch.long))
+    for h in hooks:
+        h.remove()
+    groups: dict[str, list[float]] = {}  # shape -> [count, flops, seconds]
+    for m, shape in seen:
+        x = torch.randn(shape, requires_grad=True)
+        out_hw = (shape[2] // m.stride[0]) * (shape[3] // m.stride[1])
+        fl = 3 * 2 * m.weight.numel() * shape[0] * out_hw  # forward + input grad + weight grad
+
+        def fb(m=m, x=x):
+            y = m(x)
+            y.backward(torch.ones_like(y))
+
+        t = median_time(fb, repeats)
+        key = f"{m.kernel_size[0]}x{m.kernel_size[1]}{' /2' if m.stride[0] > 1 else ''}, {m.in_channels}->{m.out_channels} ch, {shape[2]}x{shape[3]}"
+        g = groups.setdefault(key, [0, 0.0, 0.0])
+        g[0] += 1
+        g[1] += fl
+        g[2] += t
+    t_step = median_time(step, repeats)
+    core = matmul_gflops(repeats)
+    conv_t = sum(g[2] for g in groups.values())
+    conv_fl = sum(g[1] for g in groups.values())
+    best = max(g[1] / g[2] for g in groups.values())
+    print(f"## Where one shard's step goes: {preset}, batch {batch}, 1 thread\n")
+    print("| convolution | count | MFLOP per image (fwd+bwd) | ms (fwd+bwd) | GFLOP/s | % of one core's matmul |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k, (n, fl, t) in sorted(groups.items(), key=lambda kv: -kv[1][2]):
+        print(f"| {k} | {n} | {fl / batch / 1e6:.1f} | {t * 1000:.1f} | {fl / t / 1e9:.0f} | {100 * fl / t / 1e9 / core:.0f}% |")
+    rest = t_step - conv_t
+    bound = flops / (conv_fl / best + max(rest, 0.0)) / 1e9
+    print(f"\n- matmul 2048^2 on one thread: {core:.1f} GFLOP/s")
+    print(f"- whole training step: {t_step * 1000:.0f} ms, {flops / t_step / 1e9:.1f} GFLOP/s = {100 * flops / t_step / 1e9 / core:.0f}% of matmul")
+    print(f"- convolutions alone: {conv_t * 1000:.0f} ms ({100 * conv_t / t_step:.0f}% of the step), "
+          f"{conv_fl / conv_t / 1e9:.1f} GFLOP/s; everything else: {rest * 1000:.0f} ms")
+    print(f"- if every convolution ran at the fastest rate measured here ({best:.0f} GFLOP/s) and the rest stayed: "
+          f"{bound:.1f} GFLOP/s = {100 * bound / core:.0f}% of matmul")
+    print(f"- with the rest at zero as well: {best:.0f} GFLOP/s = {100 * best / core:.0f}% of matmul")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="unet-28", choices=list(PRESETS))
@@ -92,7 +146,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--sample-batch", type=int, default=100)
     p.add_argument("--variants", action="store_true", help="also time the throughput variants (table of changes)")
+    p.add_argument("--layers", action="store_true",
+                   help="instead: where one shard's time goes (every convolution alone, 1 thread, batch --batch / 2)")
     a = p.parse_args()
+    if a.layers:
+        layer_table(a.preset, a.resolution, a.batch // 2, a.repeats)
+        return
 
     step, flops, trainer = make_step(a.preset, a.batch, False, "foreach", a.resolution)
     D = trainer.model

@@ -83,11 +83,12 @@ data, threads, k, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sy
 torch.set_num_threads(threads)
 ds = load_dataset(data)
 config = make_config(data, steps=10**6)
-tr = Trainer(config, Path(tempfile.mkdtemp()), ds.images, ds.labels)
 times = []
-for i in range(8 + k):
-    t = time.perf_counter(); tr.train_step(); times.append(time.perf_counter() - t)
-tr.close()
+with tempfile.TemporaryDirectory() as tmp:
+    tr = Trainer(config, Path(tmp), ds.images, ds.labels)
+    for i in range(8 + k):
+        t = time.perf_counter(); tr.train_step(); times.append(time.perf_counter() - t)
+    tr.close()
 out.mkdir(parents=True, exist_ok=True)
 (out / "probe.json").write_text(json.dumps({"step_seconds": statistics.median(times[8:]), "batch": config.train.batch_size}))
 """

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(fn=cmd_train_evaluator)
 
-    t = verbs.add_parser("train", help="train a diffusion model (EDM) on a prepared data set", epilog=EPILOG_TRAIN, formatter_class=raw)
+    t = verbs.add_parser("train", help="train a diffusion model (rectified flow in an EDM-style UNet) on a prepared data set", epilog=EPILOG_TRAIN, formatter_class=raw)
     t.add_argument("data", help="a prepared data set (from `imagegen data import`)")
     t.add_argument("--out", required=True, help="run folder for config, checkpoints, sample grids and metrics")
     t.add_argument("--budget", help="training-time budget, e.g. 90s, 10m, 2h (default 10m); progress grids and FID checks pause its clock")

@@ -30,6 +30,7 @@ class UNetPreset:
     emb_dim: int
     resolutions: tuple[int, ...]  # input sizes this preset is meant for
     patch: int = 1  # >1: the network runs on patch x patch pixel blocks (pixel unshuffle)
+    up_conv: bool = True  # a 3x3 convolution after each nearest-neighbour upsampling
 
 
 PRESETS: dict[str, UNetPreset] = {
@@ -171,7 +172,7 @@ class UNet(nn.Module):
                 cur = c
             self.up.append(Level(pairs, ed, i in preset.attn_levels))
             if i > 0:
-                self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
+                self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1) if preset.up_conv else nn.Identity())
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
         self.conv_out = nn.Conv2d(cur, in_ch * self.patch**2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)

@@ -32,15 +32,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from imagegen.config import TrainConfig
 from imagegen.data import load_dataset
 from imagegen.fid_monitor import FidMonitor
-from imagegen.models.unet import PRESETS, UNetPreset
 from imagegen.training import Trainer, ema_step, make_config
 
-PRESETS.setdefault("unet-28-w", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
-PRESETS.setdefault("unet-28-m", UNetPreset(channels=(32, 48, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=()))
-PRESETS.setdefault("unet-28-nu", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), up_conv=False))
-PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_levels=(1,), emb_dim=128, resolutions=(), patch=2))
-PRESETS.setdefault("unet-28-p2s", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), patch=2))
-PRESETS.setdefault("unet-28-s", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(), emb_dim=128, resolutions=()))
+import presets  # noqa: F401  (registers the experimental presets the variants use)
+
 
 # name -> (model overrides, train overrides)
 VARIANTS: dict[str, tuple[dict, dict]] = {

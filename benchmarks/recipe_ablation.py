@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from imagegen.fid_monitor import FidMonitor
 from imagegen.training import Trainer, ema_step, make_config
 
 import presets  # noqa: F401  (registers the experimental presets the variants use)
+from train_speed import median_time
 
 
 # name -> (model overrides, train overrides)
@@ -81,14 +81,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     # speed alone: warm-up, then the median of timed steps on a throw-away copy
     probe = Trainer(replace(config, train=replace(config.train, steps=10_000)), Path(a.out) / name, ds.images, ds.labels)
     fl = flops_per_image(probe)
-    for _ in range(8):
-        probe.train_step()
-    times = []
-    for _ in range(a.timing_steps):
-        t = time.perf_counter()
-        probe.train_step()
-        times.append(time.perf_counter() - t)
-    step_s = statistics.median(times)
+    step_s = median_time(probe.train_step, a.timing_steps, warmup=8)
     batch = config.train.batch_size
     steps = max(10, round(a.budget / step_s))
     probe.close()

@@ -75,22 +75,22 @@ print(torch.__version__, 2 * 2048**3 / statistics.median(ts) / 1e9)
 """
 # imagegen's clean training speed: its own Trainer step with the defaults `imagegen train` uses
 IMAGEGEN_PROBE = """
-import json, statistics, sys, tempfile, time, torch
+import json, sys, tempfile, torch
 from pathlib import Path
+sys.path.insert(0, sys.argv[5])
+from train_speed import median_time
 from imagegen.data import load_dataset
 from imagegen.training import Trainer, make_config
 data, threads, k, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 torch.set_num_threads(threads)
 ds = load_dataset(data)
 config = make_config(data, steps=10**6)
-times = []
 with tempfile.TemporaryDirectory() as tmp:
     tr = Trainer(config, Path(tmp), ds.images, ds.labels)
-    for i in range(8 + k):
-        t = time.perf_counter(); tr.train_step(); times.append(time.perf_counter() - t)
+    step_s = median_time(tr.train_step, k, warmup=8)
     tr.close()
 out.mkdir(parents=True, exist_ok=True)
-(out / "probe.json").write_text(json.dumps({"step_seconds": statistics.median(times[8:]), "batch": config.train.batch_size}))
+(out / "probe.json").write_text(json.dumps({"step_seconds": step_s, "batch": config.train.batch_size}))
 """
 GENERATED = re.compile(r"wrote (\d+) PNGs .* in ([\d.]+)s \((\d+) network evaluations per image\)")
 
@@ -242,7 +242,8 @@ def speed_probes(names: list[str], pythons: dict[str, Path], a: argparse.Namespa
                 cmd = [pythons["peers"], HERE / PEER_SCRIPTS[name], a.data, folder, "--probe", str(a.probe_steps),
                        "--threads", str(a.threads)]
             else:
-                cmd = [pythons["imagegen"], "-c", IMAGEGEN_PROBE, a.data, str(a.threads), str(a.probe_steps), folder]
+                cmd = [pythons["imagegen"], "-c", IMAGEGEN_PROBE, a.data, str(a.threads), str(a.probe_steps), folder,
+                       ROOT / "benchmarks"]
             checked(run_child(cmd, env, echo=False), f"{name} speed probe")
             p = json.loads((folder / "probe.json").read_text())
             res[name]["batch"] = p["batch"]
@@ -545,15 +546,16 @@ def main() -> int:
         results["probes"] = probes
 
     for name in (c for c in CONTENDERS if c in a.only):
+        probe = probes.get(name if name in PEER_SCRIPTS else "imagegen")  # both imagegen runs share one probe
         if name in PEER_SCRIPTS:
             if peer_py is None:
                 results["contenders"][name] = {"kind": "peer", "error": "no peer venv"}
                 continue
-            r = stage(name, run_peer, name, peer_py, a, env, out, logs, matched_steps(a.budget, probes.get(name)))
+            r = stage(name, run_peer, name, peer_py, a, env, out, logs, matched_steps(a.budget, probe))
         else:
             budget = a.budget if name == "imagegen" else a.short_budget
-            r = stage(name, run_imagegen, name, budget, a, env, out, logs, matched_steps(budget, probes.get("imagegen")))
-        if r.get("steps") and (probe := probes.get(name.split("-")[0])) and "img_per_s" in probe:
+            r = stage(name, run_imagegen, name, budget, a, env, out, logs, matched_steps(budget, probe))
+        if r.get("steps") and probe and "img_per_s" in probe:
             r["probe_img_per_s"] = probe["img_per_s"]
         results["contenders"][name] = r
         if name == "imagegen" and a.gen_rss_n > 0 and "run" in r:

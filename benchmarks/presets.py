@@ -15,3 +15,5 @@ PRESETS.setdefault("unet-28-p2", UNetPreset(channels=(64, 128), blocks=1, attn_l
 PRESETS.setdefault("unet-28-p2s", UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), patch=2))
 # no attention
 PRESETS.setdefault("unet-28-s", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(), emb_dim=128, resolutions=()))
+# per-pixel LayerNorm over channels instead of GroupNorm, the whole network channels_last
+PRESETS.setdefault("unet-28-cn", UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(), norm="channel"))

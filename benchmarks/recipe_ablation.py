@@ -12,6 +12,7 @@ cached reference as ``imagegen evaluate``.
 
 Usage:
     python benchmarks/recipe_ablation.py --budget 120 base flow lr1e-3
+    python benchmarks/recipe_ablation.py --steps 1800 -n 2000 base pm+0.4   # equal steps
     python benchmarks/recipe_ablation.py --list
 Prints one Markdown row per variant and EMA; appends JSON lines to --log.
 """
@@ -54,10 +55,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wide": ({"preset": "unet-28-w"}, {}),
     "mid": ({"preset": "unet-28-m"}, {}),
     "noupconv": ({"preset": "unet-28-nu"}, {}),
+    "chnorm": ({"preset": "unet-28-cn"}, {}),
     "p2": ({"preset": "unet-28-p2"}, {}),
     "p2s": ({"preset": "unet-28-p2s"}, {}),
     "noattn": ({"preset": "unet-28-s"}, {}),
     "pm-0.8": ({}, {"p_mean": -0.8}),
+    "pm+0.4": ({}, {"p_mean": 0.4}),
+    "pm+0.8": ({}, {"p_mean": 0.8}),
 }
 # EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
 # min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
@@ -83,7 +87,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     fl = flops_per_image(probe)
     step_s = median_time(probe.train_step, a.timing_steps, warmup=8)
     batch = config.train.batch_size
-    steps = max(10, round(a.budget / step_s))
+    steps = a.steps or max(10, round(a.budget / step_s))
     probe.close()
     del probe
 
@@ -111,7 +115,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
         fid = mon.score(net)
         rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "steps": steps, "batch": batch,
                      "img_per_s": round(batch / step_s, 1), "gflops": round(fl * batch / step_s / 1e9, 1),
-                     "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": a.budget,
+                     "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": None if a.steps else a.budget,
                      "params": sum(q.numel() for q in tr.model.parameters()),
                      "model": mo, "train": to})
     return rows
@@ -128,6 +132,9 @@ def main() -> None:
                    help="noise schedule of the FID samples (default karras, as the recorded table; auto "
                         "picks linear-t for flow models)")
     p.add_argument("--timing-steps", type=int, default=15)
+    p.add_argument("--steps", type=int, default=0,
+                   help="train every variant exactly this many steps instead of the steps --budget buys at "
+                        "its probed speed (for variants that cost the same per step: no probe noise)")
     p.add_argument("--out", default="/tmp/ablation")
     p.add_argument("--log", default="benchmarks/ablation.jsonl")
     p.add_argument("--list", action="store_true")

@@ -65,6 +65,7 @@ VARIANTS = {
     "batch 128, 2 shards": ("unet-28", 128, False, "foreach", 2),
     "wider network, 32-48-64 channels": ("unet-28-m", 64, False, "foreach", 2),
     "wider network, 32-64-128 channels": ("unet-28-w", 64, False, "foreach", 2),
+    "channel norm, whole network channels_last": ("unet-28-cn", 64, False, "foreach", 2),
 }
 
 

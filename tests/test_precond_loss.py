@@ -155,3 +155,55 @@ def test_unknown_preconditioning_and_network_are_clear_errors():
         build_denoiser("unet-tiny", channels=1, precond="vp")
     with pytest.raises(ImagegenError, match="known: unet, mp-unet"):
         build_denoiser("unet-tiny", channels=1, arch="dit")
+
+
+# ---------------------------------------------------------------- channel norm (channels_last)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_norm_normalises_each_pixel_over_its_channels(channels_last):
+    from imagegen.models.unet import ChannelNorm
+
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 * torch.randn(4, 16, 5, 7, generator=g, dtype=torch.float64) + 2.0
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    norm = ChannelNorm(16).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, 16))
+    # the definition: per (image, pixel) mean and biased variance over the 16 channels
+    mean = x.mean(dim=1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
+    want = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    y = norm(x)
+    torch.testing.assert_close(y, want)
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_channel_norm_unet_runs_channels_last_and_matches_its_nchw_self():
+    from imagegen.models.unet import UNetPreset
+
+    preset = UNetPreset(channels=(8, 16), blocks=1, attn_levels=(1,), emb_dim=32, resolutions=(), norm="channel")
+    torch.manual_seed(0)
+    net = UNet(1, preset, num_classes=10)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
+    seen = []
+    net.up[0].res[0].conv2.register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    x, c_noise, labels = torch.randn(3, 1, 12, 12), torch.rand(3), torch.tensor([0, 4, 10])
+    out = net(x, c_noise, labels)
+    assert seen == [True]  # the network runs channels_last ...
+    assert out.shape == x.shape and out.is_contiguous()  # ... and returns plain NCHW
+    # the same weights computing in NCHW give the same function (memory layout only)
+    net.memory_format = torch.contiguous_format
+    ref = net(x, c_noise, labels)
+    assert seen == [True, False]
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_normalisation_is_a_clear_error():
+    from imagegen.errors import ImagegenError
+    from imagegen.models.unet import UNetPreset
+
+    with pytest.raises(ImagegenError, match="known: group, channel"):
+        UNet(1, UNetPreset(channels=(8, 16), blocks=1, attn_levels=(), emb_dim=32, resolutions=(), norm="batch"))

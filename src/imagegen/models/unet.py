@@ -31,6 +31,7 @@ class UNetPreset:
     resolutions: tuple[int, ...]  # input sizes this preset is meant for
     patch: int = 1  # >1: the network runs on patch x patch pixel blocks (pixel unshuffle)
     up_conv: bool = True  # a 3x3 convolution after each nearest-neighbour upsampling
+    norm: str = "group"  # "group": GroupNorm (NCHW); "channel": per-pixel LayerNorm over channels (channels_last)
 
 
 PRESETS: dict[str, UNetPreset] = {
@@ -65,6 +66,35 @@ def _groups(ch: int) -> int:
     return math.gcd(ch, 8) if ch >= 8 else 1
 
 
+NORMS = ("group", "channel")
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel (as in ConvNeXt), with a per-channel affine.
+
+    On a channels_last tensor the channels of a pixel are contiguous, so this is one
+    ``layer_norm`` over the last axis of the NHWC view: on CPU it is 3-4x faster than
+    GroupNorm on channels_last tensors, which lets the whole network run channels_last, where
+    small-channel convolutions are about twice as fast as NCHW.
+    """
+
+    def __init__(self, ch: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ch))
+        self.bias = nn.Parameter(torch.zeros(ch))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        cl = x.is_contiguous(memory_format=torch.channels_last)
+        return y if cl else y.contiguous()  # the input's memory layout
+
+
+def make_norm(kind: str, ch: int) -> nn.Module:
+    """The normalisation layer ``kind`` (one of ``NORMS``) for ``ch`` channels."""
+    return ChannelNorm(ch) if kind == "channel" else nn.GroupNorm(_groups(ch), ch)
+
+
 class NoiseEmbedding(nn.Module):
     """Sinusoidal features of ``c_noise`` followed by a two-layer MLP."""
 
@@ -82,12 +112,12 @@ class NoiseEmbedding(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-Conv twice, with the embedding as scale/shift before the second conv."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int):
+    def __init__(self, cin: int, cout: int, emb_dim: int, norm: str = "group"):
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = make_norm(norm, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = make_norm(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -103,10 +133,10 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention over spatial positions, residual, zero-initialised output."""
 
-    def __init__(self, ch: int, heads: int = 1):
+    def __init__(self, ch: int, heads: int = 1, norm: str = "group"):
         super().__init__()
         self.heads = heads
-        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.norm = make_norm(norm, ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.out = nn.Conv2d(ch, ch, 1)
         nn.init.zeros_(self.out.weight)
@@ -122,10 +152,10 @@ class SelfAttention(nn.Module):
 class Level(nn.Module):
     """Residual blocks at one resolution, each optionally followed by attention."""
 
-    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attn: bool):
+    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attn: bool, norm: str = "group"):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(a, b, emb_dim) for a, b in chans)
-        self.attn = nn.ModuleList(SelfAttention(b) if attn else nn.Identity() for _, b in chans)
+        self.res = nn.ModuleList(ResBlock(a, b, emb_dim, norm) for a, b in chans)
+        self.attn = nn.ModuleList(SelfAttention(b, norm=norm) if attn else nn.Identity() for _, b in chans)
 
 
 class UNet(nn.Module):
@@ -145,6 +175,10 @@ class UNet(nn.Module):
         # index num_classes is the "no class" token for classifier-free guidance
         self.class_emb = nn.Embedding(num_classes + 1, ed) if num_classes else None
         self.patch = preset.patch
+        if preset.norm not in NORMS:
+            raise ImagegenError(f"unknown normalisation {preset.norm!r}; known: {', '.join(NORMS)}")
+        # channel norm runs the whole network channels_last (see ChannelNorm)
+        self.memory_format = torch.channels_last if preset.norm == "channel" else torch.contiguous_format
         self.conv_in = nn.Conv2d(in_ch * self.patch**2, ch[0], 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -157,11 +191,11 @@ class UNet(nn.Module):
                 pairs.append((cur, c))
                 cur = c
                 skips.append(c)
-            self.down.append(Level(pairs, ed, i in preset.attn_levels))
+            self.down.append(Level(pairs, ed, i in preset.attn_levels, preset.norm))
             if i < len(ch) - 1:
                 self.downsample.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
                 skips.append(cur)
-        self.mid = Level([(cur, cur), (cur, cur)], ed, attn=True)
+        self.mid = Level([(cur, cur), (cur, cur)], ed, attn=True, norm=preset.norm)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -170,10 +204,10 @@ class UNet(nn.Module):
             for _ in range(nb + 1):
                 pairs.append((cur + skips.pop(), c))
                 cur = c
-            self.up.append(Level(pairs, ed, i in preset.attn_levels))
+            self.up.append(Level(pairs, ed, i in preset.attn_levels, preset.norm))
             if i > 0:
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1) if preset.up_conv else nn.Identity())
-        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.norm_out = make_norm(preset.norm, cur)
         self.conv_out = nn.Conv2d(cur, in_ch * self.patch**2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -188,7 +222,7 @@ class UNet(nn.Module):
 
         if self.patch > 1:
             x = F.pixel_unshuffle(x, self.patch)
-        h = self.conv_in(x)
+        h = self.conv_in(x).contiguous(memory_format=self.memory_format)
         hs = [h]
         for i, level in enumerate(self.down):
             for res, attn in zip(level.res, level.attn):
@@ -205,7 +239,7 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 skip_shape = hs[-1].shape[-2:]
                 h = self.upsample[i](F.interpolate(h, size=skip_shape, mode="nearest"))
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h))).contiguous()
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 

@@ -34,7 +34,7 @@ from imagegen.models.unet import PRESETS
 from imagegen.samplers import nfe
 from imagegen.training import Trainer
 
-import presets  # noqa: F401  (registers the wider presets of the variants)
+import presets  # noqa: F401  (registers the experimental presets of the variants)
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:

@@ -13,6 +13,7 @@ cached reference as ``imagegen evaluate``.
 Usage:
     python benchmarks/recipe_ablation.py --budget 120 base flow lr1e-3
     python benchmarks/recipe_ablation.py --steps 1800 -n 2000 base pm+0.4   # equal steps
+    python benchmarks/recipe_ablation.py --steps 1800 -n 2000 --draws 3 --seed 1 base   # 3 sample sets
     python benchmarks/recipe_ablation.py --list
 Prints one Markdown row per variant and EMA; appends JSON lines to --log.
 """
@@ -65,6 +66,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 # EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
 # min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
+DRAW_SEED_STRIDE = 100_000
 EMA_FRACTIONS = tuple(f for f in (0.025, 0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
 
 
@@ -81,7 +83,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     mo, to = VARIANTS[name]
     base = make_config(a.data, steps=1)
     config = replace(base, model=replace(base.model, **mo),
-                     train=replace(base.train, **to, fid_every_seconds=0, threads=a.threads))
+                     train=replace(base.train, **{"seed": a.seed, **to}, fid_every_seconds=0, threads=a.threads))
     # speed alone: warm-up, then the median of timed steps on a throw-away copy
     probe = Trainer(replace(config, train=replace(config.train, steps=10_000)), Path(a.out) / name, ds.images, ds.labels)
     fl = flops_per_image(probe)
@@ -112,8 +114,15 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10, schedule=a.schedule)
     rows = []
     for label, net in [("default", tr.ema)] + [(f"r={f}", e) for f, e in emas.items()]:
-        fid = mon.score(net)
-        rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "steps": steps, "batch": batch,
+        # the default EMA gets --draws independent sets of -n samples (seeds k * DRAW_SEED_STRIDE + i):
+        # one draw of 2,000 samples moves FID by about +-0.1 at FID 1 (RESULTS.md, session 7)
+        fids = []
+        for k in range(a.draws if label == "default" else 1):
+            mon.seeds = [k * DRAW_SEED_STRIDE + i for i in range(a.n)]
+            fids.append(mon.score(net))
+        fid = sum(fids) / len(fids)
+        rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "fid_draws": [round(f, 3) for f in fids],
+                     "seed": config.train.seed, "steps": steps, "batch": batch,
                      "img_per_s": round(batch / step_s, 1), "gflops": round(fl * batch / step_s / 1e9, 1),
                      "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": None if a.steps else a.budget,
                      "params": sum(q.numel() for q in tr.model.parameters()),
@@ -135,6 +144,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0,
                    help="train every variant exactly this many steps instead of the steps --budget buys at "
                         "its probed speed (for variants that cost the same per step: no probe noise)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every variant (default 0)")
+    p.add_argument("--draws", type=int, default=1,
+                   help="independent sample sets of -n images for the default EMA's FID; its row is their mean")
     p.add_argument("--out", default="/tmp/ablation")
     p.add_argument("--log", default="benchmarks/ablation.jsonl")
     p.add_argument("--list", action="store_true")
@@ -146,12 +158,13 @@ def main() -> None:
         return
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.data)
-    print("| variant | EMA | params | MFLOP/img | img/s | GFLOP/s | steps x batch | FID |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | seed | EMA | params | MFLOP/img | img/s | GFLOP/s | steps x batch | FID | FID per draw |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for name in a.variants:
         for r in run_variant(name, a, ds):
-            print(f"| {r['variant']} | {r['ema']} | {r['params'] / 1e6:.2f} M | {r['mflop_per_img']} | {r['img_per_s']} | "
-                  f"{r['gflops']} | {r['steps']} x {r['batch']} | {r['fid']} |", flush=True)
+            print(f"| {r['variant']} | {r['seed']} | {r['ema']} | {r['params'] / 1e6:.2f} M | {r['mflop_per_img']} | {r['img_per_s']} | "
+                  f"{r['gflops']} | {r['steps']} x {r['batch']} | {r['fid']} | {' '.join(map(str, r['fid_draws']))} |",
+                  flush=True)
             with open(a.log, "a") as f:
                 f.write(json.dumps(r) + "\n")
 

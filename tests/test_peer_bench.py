@@ -109,3 +109,19 @@ def test_report_states_the_timing_and_ratio():
     assert "| lucidrains | 2.14.1 | 0.70 M | 600 | 500 x 64 | 55 | 50 |" in md
     assert "best peer FID / imagegen unguided FID: 4.00 / 0.20 = 20.0x" in md
     assert "timing: wall clock" in run.report(_results("wall"))
+
+
+def test_ratio_uses_the_mean_of_imagegen_draws_and_reports_the_first_alone():
+    res = _results("matched")
+    g = res["contenders"]["imagegen"]["generate"]["unguided"]
+    g["draws"] = [{"seed": 0, "fid_pooled": 0.2}, {"seed": 100000, "fid_pooled": 0.1}, {"seed": 200000, "fid_pooled": 0.3}]
+    g["fid_draws_mean"], g["fid_draws_std"] = 0.2, 0.1
+    g["evaluation"]["fid_pooled"] = 0.25  # first draw differs from the mean: the ratio must use the mean
+    g["draws"][0]["fid_pooled"] = 0.25
+    md = run.report(res)
+    assert "4.00 / 0.20 = 20.0x (mean of 3 independent draws of n: 0.250, 0.100, 0.300; the first draw alone: 16.0x)" in md
+    assert "0.20 +- 0.10 (3 draws)" in md
+    # one draw: the row has no mean column and the ratio uses that draw
+    g["draws"] = g["draws"][:1]
+    md = run.report(res)
+    assert "4.00 / 0.25 = 16.0x" in md and "(3 draws)" not in md

@@ -11,7 +11,8 @@ Stages, one after another (never two contenders at once), each printed with its 
      from elsewhere on the shared machine does not change what a contender gets;
   5. contenders: diffusers, lucidrains (peer scripts in the peer venv), imagegen at --budget
      and at --short-budget (`imagegen train`, then `imagegen generate` with the run's default
-     guidance and unguided with --cfg 1), and a generation memory check (--gen-rss-n images);
+     guidance and unguided with --cfg 1, each --draws times from disjoint seeds), and a
+     generation memory check (--gen-rss-n images);
   6. `imagegen evaluate` of every sample folder with the same settings;
   7. OUT/results.json (all raw numbers) and OUT/results.md (the table, also printed).
 A contender that fails is reported and recorded in results.json; the others still run.
@@ -43,6 +44,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +61,8 @@ BIN = Path(sys.executable).parent
 PEER_PINS = ["torch==2.14.1", "torchvision==0.29.1", "diffusers==0.42.1", "denoising-diffusion-pytorch==2.3.4",
              "numpy", "pillow"]
 STAMP = ".bench-peers-stamp"
+# imagegen's extra sample sets (--draws) start at seeds k * DRAW_SEED_STRIDE: no image is shared
+DRAW_SEED_STRIDE = 100_000
 CONTENDERS = ("diffusers", "lucidrains", "imagegen", "imagegen-short")
 PEER_SCRIPTS = {"diffusers": "diffusers_ddpm.py", "lucidrains": "lucidrains_ddpm.py"}
 # the same few lines measure the ceiling in either environment (2048^2 fp32, as benchmarks/train_speed.py)
@@ -313,13 +317,14 @@ def imagegen_run_info(run: Path) -> dict[str, Any]:
 
 
 def imagegen_generate(run: Path, folder: Path, n: int, env: dict[str, str], log_file: Path,
-                      cfg: float | None = None) -> dict[str, Any]:
+                      cfg: float | None = None, seed: int = 0) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)
-    cmd = [BIN / "imagegen", "generate", run, "-n", str(n), "--out", folder] + ([] if cfg is None else ["--cfg", str(cfg)])
+    cmd = [BIN / "imagegen", "generate", run, "-n", str(n), "--out", folder, "--seed", str(seed)]
+    cmd += [] if cfg is None else ["--cfg", str(cfg)]
     c = checked(run_child(cmd, env, log_file), f"imagegen generate {folder.name}")
     m = GENERATED.search(c.tail)
     seconds = float(m.group(2)) if m else c.seconds
-    return {"samples": str(folder), "n": n, "cfg": cfg, "seconds": round(seconds, 1), "wall_seconds": round(c.seconds, 1),
+    return {"samples": str(folder), "n": n, "cfg": cfg, "seed": seed, "seconds": round(seconds, 1), "wall_seconds": round(c.seconds, 1),
             "sample_img_per_s": round(n / seconds, 2), "nfe": int(m.group(3)) if m else None,
             "peak_rss_kib": c.peak_rss_kib}
 
@@ -345,11 +350,27 @@ def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str,
             log(f"{name} {mode}: {g['sample_img_per_s']} img/s ({g['nfe']} NFE), peak RSS "
                 f"{mib(g['peak_rss_kib'])}; evaluating")
             g["evaluation"] = evaluate(Path(g["samples"]), a.data, out / "eval" / f"{name}-{mode}.json", env, logs)
+            g["draws"] = [draw_summary(0, g["evaluation"])]
+            for k in range(1, a.draws):
+                seed = k * DRAW_SEED_STRIDE
+                log(f"{name} {mode}: draw {k + 1} of {a.draws}, {a.n} more samples from seed {seed}")
+                d = imagegen_generate(run, base / f"samples-{mode}-draw{k + 1}", a.n, env,
+                                      logs / f"{name}-generate-{mode}-draw{k + 1}.log", cfg, seed)
+                g["draws"].append(draw_summary(seed, evaluate(Path(d["samples"]), a.data,
+                                                              out / "eval" / f"{name}-{mode}-draw{k + 1}.json", env, logs)))
+            fids = [d["fid_pooled"] for d in g["draws"]]
+            g["fid_draws_mean"] = round(statistics.fmean(fids), 4)
+            g["fid_draws_std"] = round(statistics.stdev(fids), 4) if len(fids) > 1 else None
         except ChildFailed as e:
             log(f"{name} {mode}: FAILED: {e}")
             g["error"] = str(e)
         r["generate"][mode] = g
     return r
+
+
+def draw_summary(seed: int, ev: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one independent set of samples (its first seed and its evaluation)."""
+    return {"seed": seed, **{k: ev.get(k) for k in ("fid_pooled", "confident_fraction", "class_accuracy")}}
 
 
 def gen_rss_check(run: Path, n: int, env: dict[str, str], out: Path, logs: Path) -> dict[str, Any]:
@@ -397,20 +418,32 @@ def table_rows(contenders: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"contender": f"{name} {mode} (cfg {cfg:g})", **train, "sampler": r["sampler"],
                          "nfe": g.get("nfe"), "sample_img_per_s": g.get("sample_img_per_s"),
                          "rss_generate": g.get("peak_rss_kib"), "error": g.get("error"),
-                         **(g.get("evaluation") or {})})
+                         **(g.get("evaluation") or {}), "draws": g.get("draws"),
+                         "fid_draws_mean": g.get("fid_draws_mean"), "fid_draws_std": g.get("fid_draws_std")})
     return rows
 
 
 def fid_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> float | None:
+    """FID of all n samples; for imagegen, the mean over its independent draws of n when it has several."""
     r = contenders.get(name) or {}
     if mode is not None:
         r = r.get("generate", {}).get(mode) or {}
+        if len(r.get("draws") or []) > 1:
+            return r["fid_draws_mean"]
     return (r.get("evaluation") or {}).get("fid_pooled")
+
+
+def draws_text(row: dict[str, Any]) -> str:
+    """'mean +- std (k draws)' of an imagegen row with several independent draws, else '-'."""
+    draws = row.get("draws") or []
+    if len(draws) < 2 or row.get("fid_draws_mean") is None:
+        return "-"
+    return f"{row['fid_draws_mean']:.2f} +- {row['fid_draws_std']:.2f} ({len(draws)} draws)"
 
 
 def report(results: dict[str, Any]) -> str:
     cols = ["contender", "torch", "params", "budget s", "steps x batch", "probe img/s", "train img/s", "sampler (NFE)",
-            "sampling img/s", "FID (all n)", "FID (3 groups of n/3)", "confident", "requested class", "peak RSS train", "peak RSS generate"]
+            "sampling img/s", "FID (all n)", "FID, mean of draws of n", "FID (3 groups of n/3)", "confident", "requested class", "peak RSS train", "peak RSS generate"]
     lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
              f"n = {results['n']} samples per row", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -423,6 +456,7 @@ def report(results: dict[str, Any]) -> str:
                  fmt(row["train_img_per_s"], ".0f"),
                  f"{row['sampler']} ({fmt(row['nfe'])})", fmt(row["sample_img_per_s"], ".1f"),
                  fmt(row.get("fid_pooled"), ".2f") if not row.get("error") else "FAILED",
+                 draws_text(row),
                  f"{fmt(row.get('fid'), '.2f')} +- {fmt(row.get('fid_std'), '.2f')}",
                  fmt(row.get("confident_fraction"), ".3f"), fmt(row.get("class_accuracy"), ".3f"),
                  mib(row["rss_train"]), "(in train)" if row["kind"] == "peer" else mib(row["rss_generate"])]
@@ -447,7 +481,15 @@ def report(results: dict[str, Any]) -> str:
                                   ("imagegen-short guided", "imagegen-short", "guided")):
             f = fid_of(c, name, mode)
             if f:
-                lines.append(f"- best peer FID / {label} FID: {best:.2f} / {f:.2f} = {best / f:.1f}x")
+                g = c[name]["generate"][mode]
+                draws = g.get("draws") or []
+                how = ""
+                if len(draws) > 1:
+                    first = draws[0]["fid_pooled"]
+                    how = (f" (mean of {len(draws)} independent draws of n: "
+                           + ", ".join(f"{d['fid_pooled']:.3f}" for d in draws)
+                           + f"; the first draw alone: {best / first:.1f}x)")
+                lines.append(f"- best peer FID / {label} FID: {best:.2f} / {f:.2f} = {best / f:.1f}x{how}")
     if g := results.get("gen_rss"):
         lines.append(f"- generation memory: {g['n']} images (default guidance) peak RSS {mib(g.get('peak_rss_kib'))}"
                      + (f" ({g['sample_img_per_s']} img/s)" if "sample_img_per_s" in g else "")
@@ -459,7 +501,10 @@ def report(results: dict[str, Any]) -> str:
     lines.append("- peers train and sample in one process: their peak RSS is under 'train'. "
                  "FID, confident (>0.9) and requested class (class accuracy) by `imagegen evaluate` "
                  "(data set evaluator): FID of all n samples, and mean +- std over 3 seed groups of n/3 "
-                 "(FID is biased upwards at small n: compare within a column). The ratios use FID of all n. "
+                 "(FID is biased upwards at small n: compare within a column). The ratios use FID of all n; "
+                 "for imagegen, the mean over its independent draws of n samples (seeds 0, 100000, ...), because one "
+                 "draw of 2,000 moves its FID by about +-0.1 at FID 1. The peers sample one draw (DDIM 50 at 2-5 img/s; "
+                 "at their FID one draw's relative spread is a few percent). "
                  "lucidrains' model is unconditional.")
     return "\n".join(lines) + "\n"
 
@@ -482,11 +527,16 @@ def parse_args() -> argparse.Namespace:
                         "and train each for the steps its budget buys at that speed, so load from elsewhere on a "
                         "shared machine during a run does not change what a contender gets; wall: train each for "
                         "its budget in seconds, whatever the machine gives it")
+    p.add_argument("--draws", type=int, default=3,
+                   help="independent sets of -n samples per imagegen sampling mode (seeds 0, 100000, ...; default 3); "
+                        "the ratios use their mean FID")
     p.add_argument("--probe-steps", type=int, default=15, help="timed steps per speed probe round (default 15)")
     a = p.parse_args()
     a.only = [s.strip() for s in a.only.split(",") if s.strip()]
     if bad := sorted(set(a.only) - set(CONTENDERS)):
         p.error(f"--only: unknown contender(s) {', '.join(bad)}; choose from {', '.join(CONTENDERS)}")
+    if a.draws < 1:
+        p.error(f"--draws must be at least 1 (got {a.draws})")
     if a.short_budget <= 0 and "imagegen-short" in a.only:
         a.only.remove("imagegen-short")
     a.out, a.venv, a.data = a.out.resolve(), a.venv.resolve(), a.data.resolve()

@@ -61,6 +61,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "p2s": ({"preset": "unet-28-p2s"}, {}),
     "noattn": ({"preset": "unet-28-s"}, {}),
     "pm-0.8": ({}, {"p_mean": -0.8}),
+    "pm0": ({}, {"p_mean": 0.0}),  # the default before session 7
     "pm+0.4": ({}, {"p_mean": 0.4}),
     "pm+0.8": ({}, {"p_mean": 0.8}),
 }
@@ -122,7 +123,7 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
             fids.append(mon.score(net))
         fid = sum(fids) / len(fids)
         rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "fid_draws": [round(f, 3) for f in fids],
-                     "seed": config.train.seed, "steps": steps, "batch": batch,
+                     "seed": config.train.seed, "p_mean": config.train.p_mean, "steps": steps, "batch": batch,
                      "img_per_s": round(batch / step_s, 1), "gflops": round(fl * batch / step_s / 1e9, 1),
                      "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": None if a.steps else a.budget,
                      "params": sum(q.numel() for q in tr.model.parameters()),

@@ -428,8 +428,8 @@ def fid_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> fl
     r = contenders.get(name) or {}
     if mode is not None:
         r = r.get("generate", {}).get(mode) or {}
-        if len(r.get("draws") or []) > 1:
-            return r["fid_draws_mean"]
+        if len(r.get("draws") or []) > 1 and r.get("fid_draws_mean") is not None:
+            return r["fid_draws_mean"]  # (missing when a later draw failed: then the first draw)
     return (r.get("evaluation") or {}).get("fid_pooled")
 
 

@@ -65,9 +65,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "pm+0.4": ({}, {"p_mean": 0.4}),
     "pm+0.8": ({}, {"p_mean": 0.8}),
 }
+# --draws: sample set k uses seeds k * DRAW_SEED_STRIDE + i (as benchmarks/peers/run.py)
+DRAW_SEED_STRIDE = 100_000
 # EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
 # min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
-DRAW_SEED_STRIDE = 100_000
 EMA_FRACTIONS = tuple(f for f in (0.025, 0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
 
 

@@ -65,8 +65,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "pm+0.4": ({}, {"p_mean": 0.4}),
     "pm+0.8": ({}, {"p_mean": 0.8}),
 }
-# --draws: sample set k uses seeds k * DRAW_SEED_STRIDE + i (as benchmarks/peers/run.py)
-DRAW_SEED_STRIDE = 100_000
 # EMA half-lives as a fraction of the images seen; the run's own EMA (half-life
 # min(10 kimg, ema_rampup x images seen)) is the candidate equal to the default ramp
 EMA_FRACTIONS = tuple(f for f in (0.025, 0.05, 0.1, 0.25) if f != TrainConfig().ema_rampup)
@@ -116,14 +114,12 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
     mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10, schedule=a.schedule)
     rows = []
     for label, net in [("default", tr.ema)] + [(f"r={f}", e) for f, e in emas.items()]:
-        # the default EMA gets --draws independent sets of -n samples (seeds k * DRAW_SEED_STRIDE + i):
-        # one draw of 2,000 samples moves FID by about +-0.1 at FID 1 (RESULTS.md, session 7)
-        fids = []
-        for k in range(a.draws if label == "default" else 1):
-            mon.seeds = [k * DRAW_SEED_STRIDE + i for i in range(a.n)]
-            fids.append(mon.score(net))
+        # the default EMA gets --draws independent sets of -n samples (set k: seeds k*n .. (k+1)*n - 1):
+        # one set of 2,000 samples moves FID by about +-0.1 at FID 1 (RESULTS.md, session 7)
+        fids = mon.score_sets(net, a.draws if label == "default" else 1)
         fid = sum(fids) / len(fids)
         rows.append({"variant": name, "ema": label, "fid": round(fid, 3), "fid_draws": [round(f, 3) for f in fids],
+                     "draw_stride": a.n,  # set k starts at seed k * draw_stride (rows without it: 100,000)
                      "seed": config.train.seed, "p_mean": config.train.p_mean, "steps": steps, "batch": batch,
                      "img_per_s": round(batch / step_s, 1), "gflops": round(fl * batch / step_s / 1e9, 1),
                      "mflop_per_img": round(fl / 1e6, 1), "wall_s": round(wall, 1), "budget_s": None if a.steps else a.budget,
@@ -148,7 +144,8 @@ def main() -> None:
                         "its probed speed (for variants that cost the same per step: no probe noise)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every variant (default 0)")
     p.add_argument("--draws", type=int, default=1,
-                   help="independent sample sets of -n images for the default EMA's FID; its row is their mean")
+                   help="independent sample sets of -n images for the default EMA's FID (set k: seeds k*n .. "
+                        "(k+1)*n - 1, as `imagegen evaluate RUN --seeds`); its row is their mean")
     p.add_argument("--out", default="/tmp/ablation")
     p.add_argument("--log", default="benchmarks/ablation.jsonl")
     p.add_argument("--list", action="store_true")

@@ -11,6 +11,7 @@ from imagegen.metrics import (
     class_accuracy,
     confident_fraction,
     fid,
+    fid_groups,
     frechet_distance,
     gaussian_stats,
     kid,
@@ -93,6 +94,22 @@ def test_fid_invariant_to_sample_order() -> None:
     rng = np.random.default_rng(5)
     a, b = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) * 1.5
     assert fid(a, b) == pytest.approx(fid(a[rng.permutation(300)], b[rng.permutation(200)]), rel=1e-9)
+
+
+def test_fid_groups_scores_each_contiguous_set_against_the_reference() -> None:
+    rng = np.random.default_rng(6)
+    d = 4
+    # three sets of 1,500 from N(shift, I) against the reference N(0, I): FID ~ d * shift^2
+    sets = [rng.normal(size=(1500, d)) + s for s in (0.0, 1.0, 2.0)]
+    fids = fid_groups(np.concatenate(sets), np.zeros(d), np.eye(d), 3)
+    assert fids == pytest.approx([0.0, 4.0, 16.0], rel=0.08, abs=0.05)
+    # each equals the Frechet distance of its own part, and one group is the whole set
+    assert fids[1] == pytest.approx(frechet_distance(*gaussian_stats(sets[1]), np.zeros(d), np.eye(d)), rel=1e-12)
+    whole = np.concatenate(sets)
+    assert fid_groups(whole, np.zeros(d), np.eye(d), 1) == [frechet_distance(*gaussian_stats(whole), np.zeros(d), np.eye(d))]
+    for bad in (0, 2251):
+        with pytest.raises(ValueError, match="groups"):
+            fid_groups(whole, np.zeros(d), np.eye(d), bad)
 
 
 def test_fid_rejects_bad_shapes() -> None:

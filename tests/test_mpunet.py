@@ -161,3 +161,22 @@ def test_unconditional_ignores_labels_argument_none():
     net = MPUNet(3, PRESETS["unet-tiny"], num_classes=0)
     assert net.emb_label is None
     assert net(torch.randn(2, 3, 8, 8), torch.zeros(2)).shape == (2, 3, 8, 8)
+
+
+def test_presets_with_options_mp_unet_lacks_are_refused():
+    # MPUNet has its own norm and no patch or upsampling-conv options: such a preset must not
+    # silently build a different network than it names
+    import sys
+    from pathlib import Path
+
+    from imagegen.errors import ImagegenError
+    from imagegen.models.unet import build_denoiser
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import presets  # noqa: F401  (registers the experimental presets)
+
+    for name, what in (("unet-28-cn", "norm='channel'"), ("unet-28-p2", "patch=2"), ("unet-28-nu", "up_conv=False")):
+        assert name in PRESETS
+        with pytest.raises(ImagegenError, match=f"{what}.*mp-unet"):
+            build_denoiser(name, channels=1, num_classes=10, arch="mp-unet")
+    build_denoiser("unet-28", channels=1, num_classes=10, arch="mp-unet")  # the default preset still builds

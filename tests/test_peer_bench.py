@@ -90,15 +90,19 @@ def test_matched_steps_are_what_the_budget_buys_at_the_probed_speed():
 
 
 def _results(timing: str) -> dict:
-    ev = {"n": 100, "fid": 5.0, "fid_std": 0.5, "fid_pooled": 4.0, "confident_fraction": 0.9, "class_accuracy": None}
+    peer_ev = {"n": 100, "seeds": 1, "fid": 4.0, "fid_std": None, "fid_seeds": [4.0], "fid_pooled": 4.0,
+               "confident_fraction": 0.9, "class_accuracy": None}
+    # imagegen: 3 sets of 100; the first set differs from the mean, FID of all 300 differs from both
+    ours_ev = {"n": 300, "seeds": 3, "fid": 0.2, "fid_std": 0.1, "fid_seeds": [0.25, 0.1, 0.25], "fid_pooled": 0.12,
+               "confident_fraction": 0.95, "class_accuracy": 0.98}
     peer = {"kind": "peer", "torch": "2.14.1", "params": 700_000, "budget": 600, "steps": 500, "batch": 64,
             "train_img_per_s": 50.0, "probe_img_per_s": 55.0, "peak_rss_kib": 2 << 20, "sampler": "DDIM 50",
-            "nfe": 50, "sample_img_per_s": 2.5, "evaluation": ev}
+            "nfe": 50, "sample_img_per_s": 2.5, "evaluation": peer_ev}
     ours = {"kind": "imagegen", "torch": "2.13.0", "params": 800_000, "budget": 600, "steps": 2000, "batch": 64,
             "train_img_per_s": 200.0, "probe_img_per_s": 210.0, "peak_rss_kib": 1 << 20, "sampler": "dpmpp-2m 10",
             "default_cfg": 1.5,
             "generate": {"unguided": {"cfg": 1.0, "nfe": 10, "sample_img_per_s": 60.0, "peak_rss_kib": 300 << 10,
-                                      "evaluation": ev | {"fid_pooled": 0.2}}}}
+                                      "evaluation": ours_ev}}}
     return {"date": "2026-11-24", "machine": "x86_64, 2 cores", "threads": 2, "n": 100, "timing": timing,
             "contenders": {"lucidrains": peer, "imagegen": ours}}
 
@@ -106,22 +110,26 @@ def _results(timing: str) -> dict:
 def test_report_states_the_timing_and_ratio():
     md = run.report(_results("matched"))
     assert "timing: matched" in md
-    assert "| lucidrains | 2.14.1 | 0.70 M | 600 | 500 x 64 | 55 | 50 |" in md
-    assert "best peer FID / imagegen unguided FID: 4.00 / 0.20 = 20.0x" in md
+    assert "| lucidrains | 2.14.1 | 0.70 M | 600 | 500 x 64 | 55 | 50 | DDIM 50 (50) | 2.5 | 4.00 | 1 |" in md
     assert "timing: wall clock" in run.report(_results("wall"))
 
 
-def test_ratio_uses_the_mean_of_imagegen_draws_and_reports_the_first_alone():
+def test_ratio_uses_the_mean_over_imagegen_sets_of_n_and_reports_the_first_alone():
     res = _results("matched")
-    g = res["contenders"]["imagegen"]["generate"]["unguided"]
-    g["draws"] = [{"seed": 0, "fid_pooled": 0.2}, {"seed": 100000, "fid_pooled": 0.1}, {"seed": 200000, "fid_pooled": 0.3}]
-    g["fid_draws_mean"], g["fid_draws_std"] = 0.2, 0.1
-    g["evaluation"]["fid_pooled"] = 0.25  # first draw differs from the mean: the ratio must use the mean
-    g["draws"][0]["fid_pooled"] = 0.25
     md = run.report(res)
-    assert "4.00 / 0.20 = 20.0x (mean of 3 independent draws of n: 0.250, 0.100, 0.300; the first draw alone: 16.0x)" in md
-    assert "0.20 +- 0.10 (3 draws)" in md
-    # one draw: the row has no mean column and the ratio uses that draw
-    g["draws"] = g["draws"][:1]
+    # the mean over the sets of n (0.2), not FID of all 300 samples (0.12) nor the first set (0.25)
+    assert "4.00 / 0.20 = 20.0x (mean of 3 sets of 100: 0.250, 0.100, 0.250; the first set alone: 16.0x)" in md
+    assert "| 0.20 +- 0.10 | 3 |" in md
+    # one set: the ratio uses that set and says so
+    ev = res["contenders"]["imagegen"]["generate"]["unguided"]["evaluation"]
+    ev.update(n=100, seeds=1, fid=0.25, fid_std=None, fid_seeds=[0.25])
     md = run.report(res)
-    assert "4.00 / 0.25 = 16.0x" in md and "(3 draws)" not in md
+    assert "4.00 / 0.25 = 16.0x (one set of 100)" in md and "first set alone" not in md
+
+
+def test_a_failed_imagegen_mode_is_reported_not_ranked():
+    res = _results("matched")
+    res["contenders"]["imagegen"]["generate"]["unguided"] = {"cfg": 1.0, "error": "imagegen generate failed (rc 1)"}
+    md = run.report(res)
+    assert "FAILED imagegen unguided: imagegen generate failed (rc 1)" in md
+    assert "best peer FID / imagegen unguided" not in md

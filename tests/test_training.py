@@ -141,6 +141,26 @@ def test_fid_during_training_keeps_the_best_checkpoint(digits_data, tmp_path):
     assert load_checkpoint(out / "checkpoints" / best["checkpoint"]).step == best["step"]
 
 
+def test_fid_monitor_sets_are_the_seed_groups_of_imagegen_evaluate(tiny_run, digits_data):
+    # score_sets(k) must score exactly the k sample sets that `imagegen evaluate RUN -n n --seeds k`
+    # generates (seeds k*n .. (k+1)*n - 1, classes i mod C in each set), and score() the first one
+    from dataclasses import replace
+
+    from imagegen.evaluation import evaluate
+    from imagegen.fid_monitor import FidMonitor
+    from imagegen.generate import load
+
+    model = load(tiny_run)
+    config = model.config
+    config = replace(config, train=replace(config.train, fid_samples=25, fid_steps=config.sample.steps))
+    mon = FidMonitor(config, tiny_run, progress=False)
+    sets = mon.score_sets(model.denoiser, 2)
+    report = evaluate(tiny_run, digits_data, n=25, seeds=2, cfg=1.0, progress=False)
+    assert sets == pytest.approx(report["fid_seeds"], rel=1e-3)
+    assert sets[0] != pytest.approx(sets[1], rel=1e-3)  # two different sets
+    assert mon.score(model.denoiser) == pytest.approx(sets[0], rel=1e-6)
+
+
 def test_progress_grids_do_not_count_against_the_budget(digits_data, tmp_path, monkeypatch):
     # A slow grid (0.4 s) every 0.1 s of training: if grid time counted, training would get
     # about a fifth of the 2 s budget; it must get (nearly) all of it.

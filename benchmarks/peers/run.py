@@ -11,9 +11,11 @@ Stages, one after another (never two contenders at once), each printed with its 
      from elsewhere on the shared machine does not change what a contender gets;
   5. contenders: diffusers, lucidrains (peer scripts in the peer venv), imagegen at --budget
      and at --short-budget (`imagegen train`, then `imagegen generate` with the run's default
-     guidance and unguided with --cfg 1, each --draws times from disjoint seeds), and a
+     guidance and unguided with --cfg 1, --draws x n images from seed 0 each), and a
      generation memory check (--gen-rss-n images);
-  6. `imagegen evaluate` of every sample folder with the same settings;
+  6. `imagegen evaluate` of every sample folder with the same settings: FID is the mean over
+     its sets of n samples (`--seeds`: a peer's folder is one set, an imagegen mode's is
+     --draws contiguous sets, seeds k*n .. (k+1)*n - 1, as `imagegen evaluate RUN --seeds`);
   7. OUT/results.json (all raw numbers) and OUT/results.md (the table, also printed).
 A contender that fails is reported and recorded in results.json; the others still run.
 Every child runs with OMP_NUM_THREADS=MKL_NUM_THREADS=--threads; its peak resident memory is
@@ -31,8 +33,8 @@ Run it with imagegen's venv python (the Makefile does): it imports imagegen, and
 `imagegen` command beside sys.executable.
 
 The full run takes about 1.5 hours with 2 threads (benchmarks/peers/README.md).
-Example, a smoke test of every stage in about 4 minutes (`imagegen evaluate` takes a folder of
-2 or more samples; from 6 on, FID is the mean over its usual 3 seed groups):
+Example, a smoke test of every stage in about 4 minutes (`imagegen evaluate` needs 2 or more
+samples per set):
     .venv/bin/python benchmarks/peers/run.py --budget 5 --short-budget 3 -n 16 --gen-rss-n 32 --threads 1 --out /tmp/peers-smoke
 """
 
@@ -44,7 +46,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -61,8 +62,6 @@ BIN = Path(sys.executable).parent
 PEER_PINS = ["torch==2.14.1", "torchvision==0.29.1", "diffusers==0.42.1", "denoising-diffusion-pytorch==2.3.4",
              "numpy", "pillow"]
 STAMP = ".bench-peers-stamp"
-# imagegen's extra sample sets (--draws) start at seeds k * DRAW_SEED_STRIDE: no image is shared
-DRAW_SEED_STRIDE = 100_000
 CONTENDERS = ("diffusers", "lucidrains", "imagegen", "imagegen-short")
 PEER_SCRIPTS = {"diffusers": "diffusers_ddpm.py", "lucidrains": "lucidrains_ddpm.py"}
 # the same few lines measure the ceiling in either environment (2048^2 fp32, as benchmarks/train_speed.py)
@@ -267,15 +266,20 @@ def matched_steps(budget: float, probe: dict[str, Any] | None) -> int | None:
     return max(1, round(budget / probe["step_seconds"]))
 
 
-def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], logs: Path) -> dict[str, Any]:
-    """`imagegen evaluate` of a PNG folder with the default settings; the fields the table needs."""
+def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], logs: Path, n: int,
+             sets: int = 1) -> dict[str, Any]:
+    """`imagegen evaluate` of the ``n`` PNGs of a folder as ``sets`` contiguous sets of n/sets;
+    the fields the table needs (``fid``: the mean over the sets, ``fid_seeds``: each set's)."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    c = checked(run_child([BIN / "imagegen", "evaluate", folder, "--data", data, "--json", json_path], env,
+    c = checked(run_child([BIN / "imagegen", "evaluate", folder, "--data", data, "--json", json_path,
+                           "-n", str(n), "--seeds", str(sets)], env,
                           logs / f"evaluate-{json_path.stem}.log", echo=False), f"imagegen evaluate {folder}")
     r = json.loads(json_path.read_text())
-    keep = ("n", "seeds", "fid", "fid_std", "fid_pooled", "kid", "precision", "recall", "confident_fraction", "class_accuracy", "cas")
+    keep = ("n", "seeds", "fid", "fid_std", "fid_seeds", "fid_pooled", "kid", "precision", "recall",
+            "confident_fraction", "class_accuracy", "cas")
     ev = {k: r.get(k) for k in keep} | {"json": str(json_path), "seconds": round(c.seconds, 1)}
-    log(f"  FID {ev['fid']:.2f}, confident {ev['confident_fraction']}, class accuracy {ev['class_accuracy']}")
+    log(f"  FID {ev['fid']:.2f} ({sets_text(ev)}), confident {ev['confident_fraction']}, "
+        f"class accuracy {ev['class_accuracy']}")
     return ev
 
 
@@ -293,7 +297,7 @@ def run_peer(name: str, py: Path, a: argparse.Namespace, env: dict[str, str], ou
          "peak_rss_kib": c.peak_rss_kib, **peer}
     log(f"{name}: {peer['steps']} steps x {peer['batch']}, {peer['train_img_per_s']} img/s training, "
         f"{peer['sample_img_per_s']} img/s sampling, peak RSS {mib(c.peak_rss_kib)}; evaluating")
-    r["evaluation"] = evaluate(folder, a.data, out / "eval" / f"{name}.json", env, logs)
+    r["evaluation"] = evaluate(folder, a.data, out / "eval" / f"{name}.json", env, logs, a.n)
     return r
 
 
@@ -342,35 +346,21 @@ def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str,
                          "peak_rss_kib": c.peak_rss_kib, **imagegen_run_info(run)}
     log(f"{name}: {r['steps']} steps x {r['batch']}, {r['train_img_per_s']} img/s, peak RSS {mib(c.peak_rss_kib)}")
     r["generate"] = {}
+    total = a.n * a.draws
     for mode, cfg in (("guided", None), ("unguided", 1.0)):
-        log(f"{name}: generating {a.n} samples, {mode}")
+        log(f"{name}: generating {total} samples ({a.draws} set(s) of {a.n}), {mode}")
         g: dict[str, Any] = {"cfg": cfg}
         try:
-            g = imagegen_generate(run, base / f"samples-{mode}", a.n, env, logs / f"{name}-generate-{mode}.log", cfg)
+            g = imagegen_generate(run, base / f"samples-{mode}", total, env, logs / f"{name}-generate-{mode}.log", cfg)
             log(f"{name} {mode}: {g['sample_img_per_s']} img/s ({g['nfe']} NFE), peak RSS "
                 f"{mib(g['peak_rss_kib'])}; evaluating")
-            g["evaluation"] = evaluate(Path(g["samples"]), a.data, out / "eval" / f"{name}-{mode}.json", env, logs)
-            g["draws"] = [draw_summary(0, g["evaluation"])]
-            for k in range(1, a.draws):
-                seed = k * DRAW_SEED_STRIDE
-                log(f"{name} {mode}: draw {k + 1} of {a.draws}, {a.n} more samples from seed {seed}")
-                d = imagegen_generate(run, base / f"samples-{mode}-draw{k + 1}", a.n, env,
-                                      logs / f"{name}-generate-{mode}-draw{k + 1}.log", cfg, seed)
-                g["draws"].append(draw_summary(seed, evaluate(Path(d["samples"]), a.data,
-                                                              out / "eval" / f"{name}-{mode}-draw{k + 1}.json", env, logs)))
-            fids = [d["fid_pooled"] for d in g["draws"]]
-            g["fid_draws_mean"] = round(statistics.fmean(fids), 4)
-            g["fid_draws_std"] = round(statistics.stdev(fids), 4) if len(fids) > 1 else None
+            g["evaluation"] = evaluate(Path(g["samples"]), a.data, out / "eval" / f"{name}-{mode}.json", env, logs,
+                                       total, a.draws)
         except ChildFailed as e:
             log(f"{name} {mode}: FAILED: {e}")
             g["error"] = str(e)
         r["generate"][mode] = g
     return r
-
-
-def draw_summary(seed: int, ev: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of one independent set of samples (its first seed and its evaluation)."""
-    return {"seed": seed, **{k: ev.get(k) for k in ("fid_pooled", "confident_fraction", "class_accuracy")}}
 
 
 def gen_rss_check(run: Path, n: int, env: dict[str, str], out: Path, logs: Path) -> dict[str, Any]:
@@ -418,32 +408,29 @@ def table_rows(contenders: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"contender": f"{name} {mode} (cfg {cfg:g})", **train, "sampler": r["sampler"],
                          "nfe": g.get("nfe"), "sample_img_per_s": g.get("sample_img_per_s"),
                          "rss_generate": g.get("peak_rss_kib"), "error": g.get("error"),
-                         **(g.get("evaluation") or {}), "draws": g.get("draws"),
-                         "fid_draws_mean": g.get("fid_draws_mean"), "fid_draws_std": g.get("fid_draws_std")})
+                         **(g.get("evaluation") or {})})
     return rows
 
 
-def fid_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> float | None:
-    """FID of all n samples; for imagegen, the mean over its independent draws of n when it has several."""
+def evaluation_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> dict[str, Any]:
+    """The evaluation of a peer's samples, or of one sampling mode of an imagegen run ({} if none)."""
     r = contenders.get(name) or {}
     if mode is not None:
         r = r.get("generate", {}).get(mode) or {}
-        if len(r.get("draws") or []) > 1 and r.get("fid_draws_mean") is not None:
-            return r["fid_draws_mean"]  # (missing when a later draw failed: then the first draw)
-    return (r.get("evaluation") or {}).get("fid_pooled")
+    return r.get("evaluation") or {}
 
 
-def draws_text(row: dict[str, Any]) -> str:
-    """'mean +- std (k draws)' of an imagegen row with several independent draws, else '-'."""
-    draws = row.get("draws") or []
-    if len(draws) < 2 or row.get("fid_draws_mean") is None:
-        return "-"
-    return f"{row['fid_draws_mean']:.2f} +- {row['fid_draws_std']:.2f} ({len(draws)} draws)"
+def sets_text(ev: dict[str, Any]) -> str:
+    """'one set of n' or 'mean of k sets of n/k: a, b, c' for an evaluation."""
+    fids = ev.get("fid_seeds") or []
+    if len(fids) < 2:
+        return f"one set of {ev.get('n')}"
+    return f"mean of {len(fids)} sets of {ev['n'] // len(fids)}: " + ", ".join(f"{f:.3f}" for f in fids)
 
 
 def report(results: dict[str, Any]) -> str:
     cols = ["contender", "torch", "params", "budget s", "steps x batch", "probe img/s", "train img/s", "sampler (NFE)",
-            "sampling img/s", "FID (all n)", "FID, mean of draws of n", "FID (3 groups of n/3)", "confident", "requested class", "peak RSS train", "peak RSS generate"]
+            "sampling img/s", "FID of n (mean +- std over sets)", "sets of n", "confident", "requested class", "peak RSS train", "peak RSS generate"]
     lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
              f"n = {results['n']} samples per row", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -455,9 +442,9 @@ def report(results: dict[str, Any]) -> str:
                  fmt(row["budget"], "g"), f"{row['steps']} x {row['batch']}", fmt(row["probe_img_per_s"], ".0f"),
                  fmt(row["train_img_per_s"], ".0f"),
                  f"{row['sampler']} ({fmt(row['nfe'])})", fmt(row["sample_img_per_s"], ".1f"),
-                 fmt(row.get("fid_pooled"), ".2f") if not row.get("error") else "FAILED",
-                 draws_text(row),
-                 f"{fmt(row.get('fid'), '.2f')} +- {fmt(row.get('fid_std'), '.2f')}",
+                 "FAILED" if row.get("error") else fmt(row.get("fid"), ".2f") + (
+                     f" +- {row['fid_std']:.2f}" if row.get("fid_std") is not None else ""),
+                 fmt(row.get("seeds")),
                  fmt(row.get("confident_fraction"), ".3f"), fmt(row.get("class_accuracy"), ".3f"),
                  mib(row["rss_train"]), "(in train)" if row["kind"] == "peer" else mib(row["rss_generate"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -473,23 +460,17 @@ def report(results: dict[str, Any]) -> str:
     if ceil:
         lines.append(f"- fp32 matmul 2048^2 ceiling, {threads_text(results['threads'])}: " + "; ".join(ceil))
     c = results["contenders"]
-    peers = [f for f in (fid_of(c, "diffusers"), fid_of(c, "lucidrains")) if f is not None]
+    peers = [f for f in (evaluation_of(c, "diffusers").get("fid"), evaluation_of(c, "lucidrains").get("fid")) if f is not None]
     if peers:
         best = min(peers)
         for label, name, mode in (("imagegen unguided", "imagegen", "unguided"), ("imagegen guided", "imagegen", "guided"),
                                   ("imagegen-short unguided", "imagegen-short", "unguided"),
                                   ("imagegen-short guided", "imagegen-short", "guided")):
-            f = fid_of(c, name, mode)
-            if f:
-                g = c[name]["generate"][mode]
-                draws = g.get("draws") or []
-                how = ""
-                if len(draws) > 1:
-                    first = draws[0]["fid_pooled"]
-                    how = (f" (mean of {len(draws)} independent draws of n: "
-                           + ", ".join(f"{d['fid_pooled']:.3f}" for d in draws)
-                           + f"; the first draw alone: {best / first:.1f}x)")
-                lines.append(f"- best peer FID / {label} FID: {best:.2f} / {f:.2f} = {best / f:.1f}x{how}")
+            ev = evaluation_of(c, name, mode)
+            if f := ev.get("fid"):
+                fids = ev.get("fid_seeds") or []
+                first = f"; the first set alone: {best / fids[0]:.1f}x" if len(fids) > 1 else ""
+                lines.append(f"- best peer FID / {label} FID: {best:.2f} / {f:.2f} = {best / f:.1f}x ({sets_text(ev)}{first})")
     if g := results.get("gen_rss"):
         lines.append(f"- generation memory: {g['n']} images (default guidance) peak RSS {mib(g.get('peak_rss_kib'))}"
                      + (f" ({g['sample_img_per_s']} img/s)" if "sample_img_per_s" in g else "")
@@ -500,11 +481,11 @@ def report(results: dict[str, Any]) -> str:
     lines += [f"- FAILED {e}" for e in errors]
     lines.append("- peers train and sample in one process: their peak RSS is under 'train'. "
                  "FID, confident (>0.9) and requested class (class accuracy) by `imagegen evaluate` "
-                 "(data set evaluator): FID of all n samples, and mean +- std over 3 seed groups of n/3 "
-                 "(FID is biased upwards at small n: compare within a column). The ratios use FID of all n; "
-                 "for imagegen, the mean over its independent draws of n samples (seeds 0, 100000, ...), because one "
-                 "draw of 2,000 moves its FID by about +-0.1 at FID 1. The peers sample one draw (DDIM 50 at 2-5 img/s; "
-                 "at their FID one draw's relative spread is a few percent). "
+                 "(data set evaluator). Every FID is of sets of n samples (FID is biased upwards at small n, so "
+                 "only sets of one size are compared): a peer samples one set; imagegen samples --draws sets per "
+                 "mode (seeds k*n .. (k+1)*n - 1) and its FID is their mean +- std, because one set of 2,000 moves "
+                 "its FID by about +-0.1 at FID 1. The peers' DDIM 50 runs at 2-5 img/s, and at their FID one set's "
+                 "relative spread is a few percent. Confident and requested class are over all of a row's samples. "
                  "lucidrains' model is unconditional.")
     return "\n".join(lines) + "\n"
 
@@ -528,8 +509,8 @@ def parse_args() -> argparse.Namespace:
                         "shared machine during a run does not change what a contender gets; wall: train each for "
                         "its budget in seconds, whatever the machine gives it")
     p.add_argument("--draws", type=int, default=3,
-                   help="independent sets of -n samples per imagegen sampling mode (seeds 0, 100000, ...; default 3); "
-                        "the ratios use their mean FID")
+                   help="independent sets of -n samples per imagegen sampling mode (set k: seeds k*n .. (k+1)*n - 1; "
+                        "default 3); its FID is their mean")
     p.add_argument("--probe-steps", type=int, default=15, help="timed steps per speed probe round (default 15)")
     a = p.parse_args()
     a.only = [s.strip() for s in a.only.split(",") if s.strip()]

@@ -34,6 +34,7 @@ from .metrics import (
     cas,
     class_accuracy,
     confident_fraction,
+    fid_groups,
     frechet_distance,
     gaussian_stats,
     kid,
@@ -191,12 +192,6 @@ def _feature_extractor(features: str, evaluator: Evaluator | None) -> tuple[Feat
     return extractor, f"inception-{extractor.sha256[:12]}"
 
 
-def _fid_groups(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, groups: int) -> list[float]:
-    """FID of each of ``groups`` contiguous, equal parts of ``feats`` (one per sample seed)."""
-    return [frechet_distance(*gaussian_stats(part), mu_ref, sigma_ref)
-            for part in np.array_split(feats, groups)]
-
-
 def evaluate_images(
     images: np.ndarray,
     data_dir: str | Path,
@@ -270,7 +265,7 @@ def evaluate_images(
     ref = reference_features(data_dir, extractor, name, progress=progress)
     mu_ref, sigma_ref = gaussian_stats(ref)
     feats = np.asarray(extractor.features(images, progress=progress), np.float64)
-    fids = _fid_groups(feats, mu_ref, sigma_ref, seeds)
+    fids = fid_groups(feats, mu_ref, sigma_ref, seeds)
     kid_mean, kid_std = kid(feats, ref, subsets=100, subset_size=min(1000, len(feats), len(ref)))
     m = min(len(ref), len(feats))
     pick = np.sort(np.random.default_rng(0).choice(len(ref), m, replace=False))

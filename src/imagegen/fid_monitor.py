@@ -22,7 +22,7 @@ from .atomic import write_json
 from .checkpoint import BEST_NAME, best_checkpoint
 from .config import RunConfig
 from .generate import sample
-from .metrics import frechet_distance, gaussian_stats
+from .metrics import fid_groups, gaussian_stats
 
 AUTO_INTERVAL_SECONDS = 120.0
 AUTO_MAX_IMAGES = 50_000
@@ -54,21 +54,24 @@ class FidMonitor:
         # the same cached reference as `imagegen evaluate`, so both FIDs use one reference
         ref = reference_features(config.data, self.evaluator, self.evaluator.arch, progress=progress)
         self.mu, self.sigma = gaussian_stats(ref)
-        mc, tc = config.model, config.train
-        n = tc.fid_samples
-        self.labels = [i % mc.num_classes for i in range(n)] if mc.num_classes else None
-        self.seeds = list(range(n))
-        self.sample_config = replace(config.sample, cfg=1.0, steps=tc.fid_steps)
+        self.n = config.train.fid_samples
+        self.sample_config = replace(config.sample, cfg=1.0, steps=config.train.fid_steps)
         best = best_checkpoint(self.run)
         self.best: float = float(best["fid"]) if best else float("inf")
 
     def score(self, denoiser: Any) -> float:
         """FID of ``denoiser``'s samples against the data set."""
-        mc = self.config.model
-        images = sample(denoiser, self.seeds, self.labels, self.sample_config,
-                        (mc.channels, mc.resolution, mc.resolution), 128)
-        mu, sigma = gaussian_stats(self.evaluator.features(images, progress=False))
-        return frechet_distance(mu, sigma, self.mu, self.sigma)
+        return self.score_sets(denoiser, 1)[0]
+
+    def score_sets(self, denoiser: Any, sets: int) -> list[float]:
+        """FIDs of ``sets`` independent sets of ``fid_samples`` samples each: set k uses seeds
+        ``k*n .. (k+1)*n - 1`` (the seeds of ``imagegen evaluate RUN -n n --seeds sets``), so
+        the first set is the one :meth:`score` uses."""
+        mc, n = self.config.model, self.n
+        seeds = list(range(n * sets))
+        labels = [i % mc.num_classes for i in range(n)] * sets if mc.num_classes else None
+        images = sample(denoiser, seeds, labels, self.sample_config, (mc.channels, mc.resolution, mc.resolution), 128)
+        return fid_groups(self.evaluator.features(images, progress=False), self.mu, self.sigma, sets)
 
     def is_best(self, fid: float) -> bool:
         """True (and remembered) when ``fid`` beats every earlier score of this run."""
@@ -80,6 +83,6 @@ class FidMonitor:
     def mark_best(self, checkpoint: Path, step: int, fid: float) -> None:
         """Record ``checkpoint`` as the best in ``RUN/best.json`` (pruning keeps it)."""
         write_json(self.run / BEST_NAME, {"checkpoint": checkpoint.name, "step": step,
-                                          "fid": round(fid, 4), "fid_samples": len(self.seeds),
+                                          "fid": round(fid, 4), "fid_samples": self.n,
                                           "fid_steps": self.sample_config.steps})
 

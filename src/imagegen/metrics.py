@@ -120,6 +120,22 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
 
 
+def fid_groups(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, groups: int) -> list[float]:
+    """FID against the reference ``(mu_ref, sigma_ref)`` of each of ``groups`` contiguous, equal
+    parts of ``features`` (N, D): one FID per independent set of samples.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> f = rng.normal(size=(400, 2))
+        >>> [round(v) for v in fid_groups(np.concatenate([f[:200], f[200:] + 3]), np.zeros(2), np.eye(2), 2)]
+        [0, 18]
+    """
+    feats = _as_features(features)
+    if not 1 <= groups <= len(feats) // 2:
+        raise ValueError(f"groups must be between 1 and {len(feats) // 2} for {len(feats)} rows, got {groups}")
+    return [frechet_distance(*gaussian_stats(part), mu_ref, sigma_ref) for part in np.array_split(feats, groups)]
+
+
 def _as_probs(probs: np.ndarray) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] == 0:

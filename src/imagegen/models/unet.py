@@ -262,7 +262,15 @@ def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data:
     if arch == "mp-unet":
         from .mpunet import MPUNet
 
-        net: nn.Module = MPUNet(channels, PRESETS[preset], num_classes)
+        p = PRESETS[preset]
+        # the magnitude-preserving network has its own normalisation and always runs on pixels
+        # with an upsampling convolution: a preset that asks for anything else cannot be honoured
+        odd = [f"{k}={getattr(p, k)!r}" for k, v in (("patch", 1), ("up_conv", True), ("norm", "group"))
+               if getattr(p, k) != v]
+        if odd:
+            raise ImagegenError(f"preset {preset!r} sets {', '.join(odd)}, which the mp-unet network does not "
+                                "support; use arch 'unet' with this preset, or a preset without these options")
+        net: nn.Module = MPUNet(channels, p, num_classes)
     else:
         net = UNet(channels, PRESETS[preset], num_classes)
     return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes, precond=precond)

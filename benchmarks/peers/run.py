@@ -432,7 +432,7 @@ def report(results: dict[str, Any]) -> str:
     cols = ["contender", "torch", "params", "budget s", "steps x batch", "probe img/s", "train img/s", "sampler (NFE)",
             "sampling img/s", "FID of n (mean +- std over sets)", "sets of n", "confident", "requested class", "peak RSS train", "peak RSS generate"]
     lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
-             f"n = {results['n']} samples per row", "",
+             f"n = {results['n']} samples per set", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table_rows(results["contenders"]):
         if "steps" not in row:

@@ -18,8 +18,8 @@ from imagegen.evaluation import (
     evaluate_images,
     format_report,
     load_image_folder,
-    ref_stats_path,
-    reference_stats,
+    ref_features_path,
+    reference_features,
     write_report,
 )
 from imagegen.features import (
@@ -165,32 +165,72 @@ def test_load_evaluator_missing_and_train_if_missing(tmp_path, capsys) -> None:
         load_evaluator(path)
 
 
-def test_reference_stats_cache_reused_and_invalidated(data_dir, digits, monkeypatch) -> None:
+def test_reference_features_cache_reused_and_invalidated(data_dir, digits, monkeypatch) -> None:
+    from imagegen.data import load_dataset
+
+    ds = load_dataset(data_dir)
     ev = load_evaluator(data_dir)
-    mu, sigma = reference_stats(data_dir, ev, "mlp", progress=False)
-    cache = ref_stats_path(data_dir, "mlp")
-    assert cache == data_dir / "features" / "ref-stats-mlp.npz" and cache.is_file()
-    assert mu.shape == (128,) and sigma.shape == (128, 128)
+    cache = ref_features_path(data_dir, "mlp")
+    assert cache == data_dir / "features" / "ref-feats-mlp.npz"
+    cache.unlink(missing_ok=True)
+    calls: list[int] = []
+    compute = ev.features
+
+    def counting(images, *args, **kwargs):
+        calls.append(len(images))
+        return compute(images, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "features", counting)
+    ref = reference_features(data_dir, ev, "mlp", progress=False)
+    assert sum(calls) == len(ds) and ref.shape == (len(ds), 128) and ref.dtype == np.float32
+    np.testing.assert_allclose(ref, compute(np.asarray(ds.images)), rtol=1e-5, atol=1e-5)
+    with np.load(cache, allow_pickle=False) as z:
+        assert str(z["data_checksum"]) == ds.checksum and str(z["extractor_sha256"]) == ev.sha256
+        np.testing.assert_array_equal(z["features"], ref)
     mtime = cache.stat().st_mtime_ns
 
+    # same data set checksum and extractor sha256: the file is reused, the extractor not called
     def boom(*args, **kwargs):
         raise AssertionError("reference features recomputed although the cache is valid")
 
     monkeypatch.setattr(ev, "features", boom)
-    mu2, sigma2 = reference_stats(data_dir, ev, "mlp")
-    monkeypatch.undo()
-    np.testing.assert_array_equal(mu, mu2)
-    np.testing.assert_array_equal(sigma, sigma2)
+    np.testing.assert_array_equal(reference_features(data_dir, ev, "mlp", progress=False), ref)
     assert cache.stat().st_mtime_ns == mtime
+    monkeypatch.setattr(ev, "features", counting)
 
+    # another extractor (another sha256) under the same name: recomputed and rewritten
     other, _ = train_evaluator(*digits, 10, seed=7, epochs=3, progress=False)
-    mu3, _ = reference_stats(data_dir, other, "mlp", progress=False)
-    assert not np.allclose(mu3, mu)
+    assert other.sha256 != ev.sha256
+    ref_other = reference_features(data_dir, other, "mlp", progress=False)
+    assert ref_other.shape == ref.shape and not np.allclose(ref_other, ref)
     with np.load(cache, allow_pickle=False) as z:
-        assert str(z["evaluator_sha256"]) == other.sha256
-    # back to the data set's own evaluator: recomputed again, same values as the first time
-    mu4, _ = reference_stats(data_dir, ev, "mlp", progress=False)
-    np.testing.assert_allclose(mu4, mu)
+        assert str(z["extractor_sha256"]) == other.sha256
+
+    # back to the data set's own evaluator: recomputed, the same values as the first time
+    calls.clear()
+    np.testing.assert_array_equal(reference_features(data_dir, ev, "mlp", progress=False), ref)
+    assert sum(calls) == len(ds)
+
+    # a cache of another version of the data set (checksum differs) is not used
+    with np.load(cache, allow_pickle=False) as z:
+        stale = {k: z[k] for k in z.files}
+    stale["features"] = np.zeros_like(ref)
+    stale["data_checksum"] = np.str_("0" * 64)
+    with open(cache, "wb") as f:
+        np.savez(f, **stale)
+    calls.clear()
+    np.testing.assert_array_equal(reference_features(data_dir, ev, "mlp", progress=False), ref)
+    assert sum(calls) == len(ds)
+
+    # a corrupt file is recomputed and replaced by a valid one
+    cache.write_bytes(b"not an npz file")
+    calls.clear()
+    np.testing.assert_array_equal(reference_features(data_dir, ev, "mlp", progress=False), ref)
+    assert sum(calls) == len(ds)
+    with np.load(cache, allow_pickle=False) as z:
+        assert str(z["extractor_sha256"]) == ev.sha256
+    monkeypatch.setattr(ev, "features", boom)
+    np.testing.assert_array_equal(reference_features(data_dir, ev, "mlp", progress=False), ref)
 
 
 def test_evaluate_real_vs_noise(data_dir) -> None:

@@ -44,11 +44,11 @@ from .metrics import (
 
 __all__ = [
     "evaluate",
-    "ref_stats_path",
-    "reference_stats",
     "evaluate_images",
     "evaluate_folder",
     "load_image_folder",
+    "ref_features_path",
+    "reference_features",
     "format_report",
     "write_report",
 ]
@@ -57,65 +57,7 @@ CONFIDENCE_THRESHOLD = 0.9
 MEMORIZATION_RATIO = 1 / 3  # Carlini et al. 2023
 REF_MAX = 10_000  # reference images for KID / precision / recall (all of smaller data sets)
 MEMORIZATION_MAX_TRAIN = 50_000  # training images searched for nearest neighbours
-_STATS_VERSION = 1
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-
-
-def ref_stats_path(data_dir: str | Path, arch: str = "mlp") -> Path:
-    """Where the cached reference statistics live: ``DATA/features/ref-stats-{arch}.npz``."""
-    return Path(data_dir) / "features" / f"ref-stats-{arch}.npz"
-
-
-def _read_stats(path: Path, data_checksum: str, evaluator_sha: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached (mu, sigma) if ``path`` holds statistics for this data set and evaluator."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if (int(z["version"]) != _STATS_VERSION or str(z["data_checksum"]) != data_checksum
-                    or str(z["evaluator_sha256"]) != evaluator_sha):
-                return None
-            return np.array(z["mu"], dtype=np.float64), np.array(z["sigma"], dtype=np.float64)
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable or from another version: recompute
-
-
-def reference_stats(
-    data_dir: str | Path,
-    evaluator: FeatureExtractor,
-    arch: str | None = None,
-    *,
-    progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of the evaluator features of every image in the data set (cached).
-
-    ``evaluator`` is any :class:`~imagegen.features.FeatureExtractor`; ``arch`` (default
-    ``evaluator.arch``) names the cache file.
-
-    The cache ``DATA/features/ref-stats-{arch}.npz`` stores the data set checksum and the
-    evaluator's sha256; it is used only when both match, else recomputed and rewritten.
-
-    Example:
-        >>> mu, sigma = reference_stats("data/mnist", evaluator)  # doctest: +SKIP
-        >>> mu.shape, sigma.shape  # doctest: +SKIP
-        ((128,), (128, 128))
-    """
-    from .data import load_dataset
-
-    arch = arch or evaluator.arch
-    ds = load_dataset(data_dir)
-    path = ref_stats_path(data_dir, arch)
-    cached = _read_stats(path, ds.checksum, evaluator.sha256)
-    if cached is not None:
-        return cached
-    feats = evaluator.features(np.asarray(ds.images), progress=progress)
-    mu, sigma = gaussian_stats(feats)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:  # a file handle: np.savez would append .npz to a name
-            np.savez(f, mu=mu, sigma=sigma, n=np.int64(len(feats)), version=np.int64(_STATS_VERSION),
-                     data_checksum=np.str_(ds.checksum), evaluator_sha256=np.str_(evaluator.sha256),
-                     arch=np.str_(arch))
-    return mu, sigma
 
 
 def ref_features_path(data_dir: str | Path, name: str) -> Path:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json
 from .errors import ImagegenError
 from .features import Evaluator, FeatureExtractor, load_evaluator
+from .images import load_image_folder
 from .metrics import (
     cas,
     class_accuracy,
@@ -57,7 +58,6 @@ CONFIDENCE_THRESHOLD = 0.9
 MEMORIZATION_RATIO = 1 / 3  # Carlini et al. 2023
 REF_MAX = 10_000  # reference images for KID / precision / recall (all of smaller data sets)
 MEMORIZATION_MAX_TRAIN = 50_000  # training images searched for nearest neighbours
-_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 def ref_features_path(data_dir: str | Path, name: str) -> Path:
@@ -250,75 +250,6 @@ def evaluate_images(
     if details is not None:
         details.update(nearest=train_idx[nearest], ratios=ratios)
     return report
-
-
-def load_image_folder(
-    folder: str | Path,
-    *,
-    channels: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None, list[Path]]:
-    """Read the ``*.png`` images of a folder (sorted by name; ``grid.png`` is skipped).
-
-    Returns uint8 images (N, H, W, C), the int64 class labels from each PNG's text chunk
-    ``class`` (``None`` unless every image has one) and the paths. ``channels`` (1, 3 or 4)
-    converts every image to that many channels; without it the images must already agree.
-
-    Example:
-        >>> images, labels, paths = load_image_folder("out/samples", channels=1)  # doctest: +SKIP
-        >>> images.shape, labels[:3]  # doctest: +SKIP
-        ((64, 28, 28, 1), array([0, 1, 2]))
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImagegenError(f"image folder {folder} does not exist or is not a folder")
-    if channels is not None and channels not in _MODES:
-        raise ImagegenError(f"channels must be one of {sorted(_MODES)}, got {channels}")
-    paths = sorted(p for p in folder.glob("*.png") if p.name != "grid.png")
-    if not paths:
-        raise ImagegenError(f"no PNG images in {folder} (grid.png is ignored); generate some with "
-                            "`imagegen generate RUN --out DIR`")
-    arrays: list[np.ndarray] = []
-    classes: list[int | None] = []
-    kept: list[Path] = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                text = dict(getattr(im, "text", None) or {})
-                if text.get("imagegen") == "evaluation figure":
-                    continue  # the figure `imagegen evaluate` wrote here, not a sample
-                im.load()
-                if channels is not None:
-                    mode = _MODES[channels]
-                else:
-                    mode = im.mode if im.mode in ("L", "RGB", "RGBA") else (
-                        "RGBA" if "transparency" in im.info or im.mode in ("LA", "PA") else "RGB")
-                    if im.mode in ("1", "I", "I;16", "F"):
-                        mode = "L"
-                arr = np.asarray(im.convert(mode) if im.mode != mode else im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            raise ImagegenError(f"cannot read image {p}: {exc}") from exc
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        if arrays and arr.shape != arrays[0].shape:
-            raise ImagegenError(f"image {p} is {arr.shape[1]}x{arr.shape[0]}x{arr.shape[2]} but "
-                                f"{kept[0].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}x"
-                                f"{arrays[0].shape[2]}; all images must share one size and mode")
-        arrays.append(arr)
-        kept.append(p)
-        raw = text.get("class")
-        if raw is None:
-            classes.append(None)
-        else:
-            try:
-                classes.append(int(str(raw).strip()))
-            except ValueError as exc:
-                raise ImagegenError(f"image {p} has a non-integer 'class' text chunk: {raw!r}") from exc
-    if not arrays:
-        raise ImagegenError(f"no sample PNGs in {folder} (only grid.png or evaluation figures)")
-    labels = None
-    if all(c is not None for c in classes):
-        labels = np.asarray(classes, dtype=np.int64)
-    return np.stack(arrays), labels, kept
 
 
 def evaluate_folder(

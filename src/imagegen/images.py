@@ -1,4 +1,9 @@
-"""Image files and grids: uint8 ``(N, H, W, C)`` arrays to PNGs, without torch."""
+"""Image files and grids: uint8 ``(N, H, W, C)`` arrays to and from PNGs, without torch.
+
+Writing: :func:`make_grid`, :func:`to_pil`, :func:`save_png` (metadata as PNG ``tEXt``
+chunks). Reading: :func:`load_image_folder` reads a folder of samples as written by
+``imagegen generate`` (one PNG per image, the class in the text chunk ``class``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .atomic import atomic_path
+from .errors import ImagegenError
+
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> Pillow mode
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -35,3 +43,75 @@ def save_png(path: str | Path, image: np.ndarray, text: dict[str, Any] | None = 
         info.add_text(k, str(v))
     with atomic_path(path, suffix=".png") as tmp:
         to_pil(image).save(tmp, format="PNG", pnginfo=info)
+
+
+def load_image_folder(
+    folder: str | Path,
+    *,
+    channels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[Path]]:
+    """Read the ``*.png`` images of a folder, sorted by name.
+
+    ``grid.png`` and the figure ``imagegen evaluate`` writes (PNG text chunk ``imagegen`` =
+    ``evaluation figure``, see :mod:`imagegen.report_figure`) are skipped.
+
+    Returns uint8 images (N, H, W, C), the int64 class labels from each PNG's text chunk
+    ``class`` (``None`` unless every image has one) and the paths. ``channels`` (1, 3 or 4)
+    converts every image to that many channels; without it the images must already agree.
+
+    Example:
+        >>> images, labels, paths = load_image_folder("out/samples", channels=1)  # doctest: +SKIP
+        >>> images.shape, labels[:3]  # doctest: +SKIP
+        ((64, 28, 28, 1), array([0, 1, 2]))
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImagegenError(f"image folder {folder} does not exist or is not a folder")
+    if channels is not None and channels not in _MODES:
+        raise ImagegenError(f"channels must be one of {sorted(_MODES)}, got {channels}")
+    paths = sorted(p for p in folder.glob("*.png") if p.name != "grid.png")
+    if not paths:
+        raise ImagegenError(f"no PNG images in {folder} (grid.png is ignored); generate some with "
+                            "`imagegen generate RUN --out DIR`")
+    arrays: list[np.ndarray] = []
+    classes: list[int | None] = []
+    kept: list[Path] = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                text = dict(getattr(im, "text", None) or {})
+                if text.get("imagegen") == "evaluation figure":
+                    continue  # the figure `imagegen evaluate` wrote here, not a sample
+                im.load()
+                if channels is not None:
+                    mode = _MODES[channels]
+                else:
+                    mode = im.mode if im.mode in ("L", "RGB", "RGBA") else (
+                        "RGBA" if "transparency" in im.info or im.mode in ("LA", "PA") else "RGB")
+                    if im.mode in ("1", "I", "I;16", "F"):
+                        mode = "L"
+                arr = np.asarray(im.convert(mode) if im.mode != mode else im, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            raise ImagegenError(f"cannot read image {p}: {exc}") from exc
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arrays and arr.shape != arrays[0].shape:
+            raise ImagegenError(f"image {p} is {arr.shape[1]}x{arr.shape[0]}x{arr.shape[2]} but "
+                                f"{kept[0].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}x"
+                                f"{arrays[0].shape[2]}; all images must share one size and mode")
+        arrays.append(arr)
+        kept.append(p)
+        raw = text.get("class")
+        if raw is None:
+            classes.append(None)
+        else:
+            try:
+                classes.append(int(str(raw).strip()))
+            except ValueError as exc:
+                raise ImagegenError(f"image {p} has a non-integer 'class' text chunk: {raw!r}") from exc
+    if not arrays:
+        raise ImagegenError(f"no sample PNGs in {folder} (only grid.png or evaluation figures)")
+    labels = None
+    if all(c is not None for c in classes):
+        labels = np.asarray(classes, dtype=np.int64)
+    return np.stack(arrays), labels, kept

@@ -29,9 +29,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from imagegen.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
-from imagegen.generate import sample
+from imagegen.generate import resolve_schedule, sample, sampling_sigmas
 from imagegen.models.unet import PRESETS
-from imagegen.samplers import nfe
+from imagegen.samplers import evaluation_sigmas
 from imagegen.training import Trainer
 
 import presets  # noqa: F401  (registers the experimental presets of the variants)
@@ -167,7 +167,6 @@ def main() -> None:
     mm, tr, sm = [], [], []
     vt: dict[str, list[float]] = {k: [] for k in others}
     sc = SampleConfig(cfg=1.0)  # the default sampler, unguided
-    shape = (1, a.resolution, a.resolution)
     for r in range(3):
         mm.append(matmul_gflops(max(1, a.repeats // 3)))
         D.train()
@@ -175,7 +174,7 @@ def main() -> None:
         for k, (fn, _) in others.items():
             vt[k].append(median_time(fn, max(2, a.repeats // 3)))
         D.eval()
-        sm.append(median_time(lambda: sample(D, list(range(a.sample_batch)), [i % 10 for i in range(a.sample_batch)], sc, shape, a.sample_batch), 1, warmup=0 if r else 1))
+        sm.append(median_time(lambda: sample(D, list(range(a.sample_batch)), [i % 10 for i in range(a.sample_batch)], sc, a.sample_batch), 1, warmup=0 if r else 1))
     ceiling = statistics.median(mm)
     t_step = statistics.median(tr)
     t_sample = statistics.median(sm)
@@ -190,7 +189,7 @@ def main() -> None:
     print(f"| training throughput | {a.batch / t_step:.0f} img/s |")
     print(f"| FLOPs per training image (fwd+bwd) | {flops / a.batch / 1e9:.3f} GFLOP |")
     print(f"| training achieved | {achieved:.1f} GFLOP/s = {100 * achieved / ceiling:.0f}% of matmul |")
-    print(f"| sampling, {sc.sampler} {sc.steps} steps ({nfe(sc.sampler, sc.steps)} NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
+    print(f"| sampling, {sc.sampler} {sc.steps} steps ({len(evaluation_sigmas(sc.sampler, sampling_sigmas(resolve_schedule(sc, D.precond)).tolist()))} NFE), batch {a.sample_batch} | {a.sample_batch / t_sample:.1f} img/s |")
     if others:
         print("\n| change | model | batch | step ms | img/s | GFLOP/s | % of matmul |")
         print("|---|---|---:|---:|---:|---:|---:|")

@@ -113,7 +113,7 @@ def test_network_evaluation_count_matches_calls(tiny_run):
                SampleConfig(sampler="euler", steps=7, cfg=3.0),
                SampleConfig(sampler="dpmpp-2m", schedule="linear-t", steps=6, cfg=2.0, cfg_sigma_lo=0.5, cfg_sigma_hi=3.0)):
         calls.clear()
-        sample(model.denoiser, [0], [1], sc, (1, 8, 8))
+        sample(model.denoiser, [0], [1], sc)
         sc = resolve_schedule(sc, model.denoiser.precond)
         assert sum(calls) == network_evaluations(sc, conditional=True), sc
 
@@ -122,13 +122,16 @@ def test_auto_schedule_follows_the_objective_and_bad_names_are_rejected(tiny_run
     from imagegen.config import SampleConfig
     from imagegen.generate import network_evaluations, resolve_schedule
 
-    assert resolve_schedule(SampleConfig(), "flow").schedule == "linear-t"
-    assert resolve_schedule(SampleConfig(sampler="ipndm"), "flow").schedule == "linear-t"
-    assert resolve_schedule(SampleConfig(sampler="heun"), "flow").schedule == "karras"
-    assert resolve_schedule(SampleConfig(), "edm").schedule == "karras"
-    assert resolve_schedule(SampleConfig(schedule="karras"), "flow").schedule == "karras"
+    from imagegen.models.precond import EDM, RectifiedFlow
+
+    flow, edm = RectifiedFlow(), EDM(0.5)
+    assert resolve_schedule(SampleConfig(), flow).schedule == "linear-t"
+    assert resolve_schedule(SampleConfig(sampler="ipndm"), flow).schedule == "linear-t"
+    assert resolve_schedule(SampleConfig(sampler="heun"), flow).schedule == "karras"
+    assert resolve_schedule(SampleConfig(), edm).schedule == "karras"
+    assert resolve_schedule(SampleConfig(schedule="karras"), flow).schedule == "karras"
     with pytest.raises(ImagegenError, match="linear-t"):
-        resolve_schedule(SampleConfig(schedule="cosine"), "flow")
+        resolve_schedule(SampleConfig(schedule="cosine"), flow)
     with pytest.raises(ValueError, match="resolve"):
         network_evaluations(SampleConfig(), conditional=False)
     model = load(tiny_run)

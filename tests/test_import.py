@@ -90,7 +90,7 @@ def test_streaming_training_equals_in_memory(tmp_path: Path, monkeypatch) -> Non
     cfg = tiny_config(data, steps=4)
     runs = {}
     for name, limit in (("memory", 2**40), ("stream", 0)):
-        monkeypatch.setattr(training, "IN_MEMORY_BYTES", limit)
+        monkeypatch.setattr(training.batches, "IN_MEMORY_BYTES", limit)
         losses: list[float] = []
         training.train(data, tmp_path / name, config=cfg, progress=False,
                        on_step=lambda s, l: losses.append(l))

@@ -169,8 +169,9 @@ def test_presets_with_options_mp_unet_lacks_are_refused():
     import sys
     from pathlib import Path
 
+    from imagegen.config import ModelConfig
     from imagegen.errors import ImagegenError
-    from imagegen.models.unet import build_denoiser
+    from imagegen.models.registry import build_denoiser
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import presets  # noqa: F401  (registers the experimental presets)
@@ -178,5 +179,5 @@ def test_presets_with_options_mp_unet_lacks_are_refused():
     for name, what in (("unet-28-cn", "norm='channel'"), ("unet-28-p2", "patch=2"), ("unet-28-nu", "up_conv=False")):
         assert name in PRESETS
         with pytest.raises(ImagegenError, match=f"{what}.*mp-unet"):
-            build_denoiser(name, channels=1, num_classes=10, arch="mp-unet")
-    build_denoiser("unet-28", channels=1, num_classes=10, arch="mp-unet")  # the default preset still builds
+            build_denoiser(ModelConfig(preset=name, num_classes=10, arch="mp-unet"))
+    build_denoiser(ModelConfig(preset="unet-28", num_classes=10, arch="mp-unet"))  # the default preset still builds

@@ -1,13 +1,17 @@
-"""EDM preconditioning and loss weighting checked against their defining equations."""
+"""Preconditionings, the Denoiser contract and the loss, checked against their defining equations."""
 
 import math
 
 import pytest
 import torch
 
-from imagegen.losses import EDMLoss, edm_loss_weight
-from imagegen.models.precond import Denoiser, edm_scalings, flow_scalings, loss_weight
-from imagegen.models.unet import PRESETS, UNet, build_denoiser
+from imagegen.config import ModelConfig
+from imagegen.losses import DenoisingLoss
+from imagegen.models import Denoiser, PreconditionedDenoiser, sample_shape
+from imagegen.models.precond import EDM, PRECONDITIONINGS, Preconditioning, RectifiedFlow, make_precond
+from imagegen.models.registry import build_denoiser
+from imagegen.models.unet import PRESETS, UNet
+from imagegen.noise import TrainingNoise, training_noise
 
 SIGMA_DATA = 0.5
 
@@ -19,17 +23,33 @@ class RandomNet(torch.nn.Module):
         return 10.0 * torch.sin(3.0 * x + c_noise.view(-1, 1, 1, 1)) + 5.0
 
 
+def _wrap(net, precond, num_classes=0):
+    return PreconditionedDenoiser(net, precond, channels=1, resolution=8, num_classes=num_classes)
+
+
 def test_denoiser_returns_input_as_sigma_goes_to_zero():
-    D = Denoiser(RandomNet(), SIGMA_DATA)
-    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
-    errs = [(D(x, torch.full((4,), s, dtype=torch.float64)) - x).abs().max().item() for s in (1e-2, 1e-4, 1e-6)]
-    assert errs[0] > errs[1] > errs[2]
-    assert errs[2] < 1e-4
+    for precond in (EDM(SIGMA_DATA), RectifiedFlow()):
+        D = _wrap(RandomNet(), precond)
+        x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+        errs = [(D(x, torch.full((4,), s, dtype=torch.float64)) - x).abs().max().item() for s in (1e-2, 1e-4, 1e-6)]
+        assert errs[0] > errs[1] > errs[2]
+        assert errs[2] < 1e-4
+
+
+def test_the_contract_is_a_protocol_that_built_denoisers_satisfy():
+    D = build_denoiser(ModelConfig(preset="unet-tiny", resolution=8, channels=3, num_classes=10))
+    assert isinstance(D, Denoiser) and isinstance(D.precond, Preconditioning)
+    assert sample_shape(D) == (3, 8, 8) and D.num_classes == 10
+    assert D(torch.zeros(2, 3, 8, 8), 1.0).shape == (2, 3, 8, 8)  # labels=None: the "no class" token
+    assert not isinstance(object(), Denoiser)
+    # one registry names the formulations, and each object round-trips through it
+    for name, cls in PRECONDITIONINGS.items():
+        assert cls.name == name and isinstance(make_precond(name, 0.5), cls)
 
 
 def test_scalings_match_table_1():
     sigma = torch.tensor([0.002, 0.1, 0.5, 1.0, 80.0], dtype=torch.float64)
-    c_skip, c_out, c_in, c_noise = edm_scalings(sigma, SIGMA_DATA)
+    c_skip, c_out, c_in, c_noise = EDM(SIGMA_DATA).scalings(sigma)
     for i, s in enumerate(sigma.tolist()):
         assert c_skip[i] == pytest.approx(SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2))
         assert c_out[i] == pytest.approx(s * SIGMA_DATA / math.sqrt(s**2 + SIGMA_DATA**2))
@@ -45,33 +65,35 @@ def test_effective_target_and_input_have_unit_variance(sigma):
     y = torch.randn(400_000, generator=g, dtype=torch.float64) * SIGMA_DATA
     n = torch.randn(400_000, generator=g, dtype=torch.float64)
     s = torch.tensor(sigma, dtype=torch.float64)
-    c_skip, c_out, c_in, _ = edm_scalings(s, SIGMA_DATA)
+    edm = EDM(SIGMA_DATA)
+    c_skip, c_out, c_in, _ = edm.scalings(s)
     x = y + s * n
     target = (y - c_skip * x) / c_out
     assert target.var().item() == pytest.approx(1.0, rel=0.01)
     assert (c_in * x).var().item() == pytest.approx(1.0, rel=0.01)
-    assert (edm_loss_weight(s, SIGMA_DATA) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
+    assert (edm.loss_weight(s) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
 
 
-def test_edm_loss_equals_weighted_mse_with_same_randomness():
+@pytest.mark.parametrize("precond", [EDM(SIGMA_DATA), RectifiedFlow()], ids=["edm", "flow"])
+def test_loss_equals_weighted_mse_with_the_same_draws(precond):
     torch.manual_seed(0)
-    D = build_denoiser("unet-tiny", channels=1, num_classes=0)
+    D = build_denoiser(ModelConfig(preset="unet-tiny", resolution=8, precond=precond.name))
     for p in D.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x = torch.randn(6, 1, 8, 8).clamp(-1, 1)
-    loss = EDMLoss(p_mean=-1.2, p_std=1.2)(D, x, generator=torch.Generator().manual_seed(3))
-    g = torch.Generator().manual_seed(3)
-    sigma = (torch.randn(6, generator=g) * 1.2 - 1.2).exp()
-    noise = torch.randn(x.shape, generator=g)
-    d = D(x + sigma.view(-1, 1, 1, 1) * noise, sigma)
-    manual = edm_loss_weight(sigma, 0.5) * ((d - x) ** 2).mean(dim=(1, 2, 3))
-    torch.testing.assert_close(loss, manual)
+    draws = training_noise(3, 7, range(6), (1, 8, 8))
+    loss = DenoisingLoss(D.precond, 0, p_mean=-1.2, p_std=1.2)(D, x, None, draws)
+    sigma = (draws.normal * 1.2 - 1.2).exp()
+    d = D(x + sigma.view(-1, 1, 1, 1) * draws.noise, sigma)
+    if precond.name == "edm":
+        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
+    else:
+        weight = ((1 + sigma) / sigma) ** 2
+    torch.testing.assert_close(loss, weight * ((d - x) ** 2).mean(dim=(1, 2, 3)))
 
 
 class SpyDenoiser(torch.nn.Module):
     """An identity denoiser that records the sigmas and labels the loss feeds it."""
-
-    sigma_data = 0.5
 
     def __init__(self, num_classes: int = 0):
         super().__init__()
@@ -83,23 +105,39 @@ class SpyDenoiser(torch.nn.Module):
         return x
 
 
-def test_log_normal_sigma_distribution():
-    # ln(sigma) ~ N(P_mean, P_std^2): check through the loss's own draws
+def _draws(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return TrainingNoise(torch.randn(n, generator=g), torch.randn(n, 1, 1, 1, generator=g), torch.rand(n, generator=g))
+
+
+@pytest.mark.parametrize("precond", [EDM(SIGMA_DATA), RectifiedFlow()], ids=["edm", "flow"])
+def test_training_noise_levels_follow_the_formulations_distribution(precond):
+    # EDM: ln(sigma) ~ N(P_mean, P_std^2); flow: logit(t) ~ N(P_mean, P_std^2) with t = sigma / (1 + sigma)
     spy = SpyDenoiser()
-    EDMLoss(p_mean=-1.2, p_std=1.2)(spy, torch.zeros(50_000, 1, 1, 1), generator=torch.Generator().manual_seed(1))
-    ln = spy.calls[0][0].log()
-    assert ln.mean().item() == pytest.approx(-1.2, abs=0.02)
-    assert ln.std().item() == pytest.approx(1.2, rel=0.02)
+    DenoisingLoss(precond, 0, p_mean=-1.2, p_std=1.2)(spy, torch.zeros(50_000, 1, 1, 1), None, _draws(50_000, 1))
+    sigma = spy.calls[0][0].double()
+    stat = sigma.log() if precond.name == "edm" else torch.logit(sigma / (1 + sigma))
+    assert stat.mean().item() == pytest.approx(-1.2, abs=0.02)
+    assert stat.std().item() == pytest.approx(1.2, rel=0.02)
 
 
 def test_label_dropout_uses_null_class():
     spy = SpyDenoiser(num_classes=10)
     labels = torch.zeros(20_000, dtype=torch.long)
-    EDMLoss(label_dropout=0.25)(spy, torch.zeros(20_000, 1, 1, 1), labels, generator=torch.Generator().manual_seed(2))
-    seen = [spy.calls[0][1]]
-    frac_null = (seen[0] == 10).float().mean().item()
-    assert frac_null == pytest.approx(0.25, abs=0.015)
-    assert set(seen[0].unique().tolist()) == {0, 10}
+    DenoisingLoss(RectifiedFlow(), 10, p_mean=0.0, p_std=1.0, label_dropout=0.25)(
+        spy, torch.zeros(20_000, 1, 1, 1), labels, _draws(20_000, 2))
+    seen = spy.calls[0][1]
+    assert (seen == 10).float().mean().item() == pytest.approx(0.25, abs=0.015)
+    assert set(seen.unique().tolist()) == {0, 10}
+
+
+def test_training_noise_of_a_sample_depends_only_on_its_seed_step_and_position():
+    a = training_noise(0, 5, range(8), (1, 4, 4))
+    b = training_noise(0, 5, [6, 7], (1, 4, 4))
+    assert torch.equal(a.noise[6:], b.noise) and torch.equal(a.normal[6:], b.normal)
+    assert not torch.equal(training_noise(0, 6, [6], (1, 4, 4)).noise[0], a.noise[6])  # another step
+    assert not torch.equal(training_noise(1, 5, [6], (1, 4, 4)).noise[0], a.noise[6])  # another seed
+    assert not torch.equal(a.noise[0], a.noise[1])
 
 
 @pytest.mark.parametrize("preset,res", [("unet-28", 28), ("unet-32", 32), ("unet-tiny", 8)])
@@ -136,7 +174,7 @@ def test_flow_denoiser_with_exact_velocity_returns_clean_image(sigma):
     y = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
     n = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
     s = torch.full((3, 1, 1, 1), sigma, dtype=torch.float64)
-    D = Denoiser(VelocityOracle(y, n, s), SIGMA_DATA, precond="flow")
+    D = _wrap(VelocityOracle(y, n, s), RectifiedFlow())
     torch.testing.assert_close(D(y + s * n, s.flatten()), y)
 
 
@@ -144,17 +182,18 @@ def test_flow_denoiser_with_exact_velocity_returns_clean_image(sigma):
 def test_flow_loss_weight_turns_denoising_error_into_velocity_error(sigma):
     # |D - y|^2 * w == |F - v|^2 for any network output F: w * c_out^2 == 1
     s = torch.tensor(sigma, dtype=torch.float64)
-    _, c_out, _, _ = flow_scalings(s)
-    assert (loss_weight("flow", s, SIGMA_DATA) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
+    flow = RectifiedFlow()
+    _, c_out, _, _ = flow.scalings(s)
+    assert (flow.loss_weight(s) * c_out**2).item() == pytest.approx(1.0, rel=1e-12)
 
 
 def test_unknown_preconditioning_and_network_are_clear_errors():
     from imagegen.errors import ImagegenError
 
     with pytest.raises(ImagegenError, match="known: edm, flow"):
-        build_denoiser("unet-tiny", channels=1, precond="vp")
+        build_denoiser(ModelConfig(preset="unet-tiny", precond="vp"))
     with pytest.raises(ImagegenError, match="known: unet, mp-unet"):
-        build_denoiser("unet-tiny", channels=1, arch="dit")
+        build_denoiser(ModelConfig(preset="unet-tiny", arch="dit"))
 
 
 # ---------------------------------------------------------------- channel norm (channels_last)

@@ -147,13 +147,14 @@ def test_fid_monitor_sets_are_the_seed_groups_of_imagegen_evaluate(tiny_run, dig
     from dataclasses import replace
 
     from imagegen.evaluation import evaluate
-    from imagegen.fid_monitor import FidMonitor
     from imagegen.generate import load
+    from imagegen.training.run import fid_monitor_for
 
     model = load(tiny_run)
     config = model.config
-    config = replace(config, train=replace(config.train, fid_samples=25, fid_steps=config.sample.steps))
-    mon = FidMonitor(config, tiny_run, progress=False)
+    config = replace(config, data=str(digits_data),
+                     train=replace(config.train, fid_samples=25, fid_steps=config.sample.steps))
+    mon = fid_monitor_for(config, tiny_run, progress=False, precision="auto")
     sets = mon.score_sets(model.denoiser, 2)
     report = evaluate(tiny_run, digits_data, n=25, seeds=2, cfg=1.0, progress=False)
     assert sets == pytest.approx(report["fid_seeds"], rel=1e-3)
@@ -197,9 +198,9 @@ def _trainer(digits_data, tmp_path, **train):
 
 
 def test_sharded_batch_gives_the_gradient_of_the_whole_batch(digits_data, tmp_path):
-    # a deterministic loss (fixed noise level, no random draws): the shards' gradients must
-    # add up to the gradient of the one-pass batch mean
-    def fixed_loss(model, x, labels, generator=None):
+    # a deterministic loss (fixed noise level): the shards' gradients must add up to the
+    # gradient of the one-pass batch mean
+    def fixed_loss(model, x, labels, noise):
         sigma = torch.full((x.shape[0],), 0.7)
         return ((model(x + 0.3, sigma, labels) - x) ** 2).flatten(1).mean(dim=1)
 
@@ -215,6 +216,24 @@ def test_sharded_batch_gives_the_gradient_of_the_whole_batch(digits_data, tmp_pa
     assert losses[3] == pytest.approx(losses[1], rel=1e-5)
     for g1, g3 in zip(grads[1], grads[3]):
         torch.testing.assert_close(g3, g1, rtol=1e-4, atol=1e-7)
+
+
+def test_a_step_does_not_depend_on_the_shard_count(digits_data, tmp_path):
+    # each sample's noise comes from its own seed (imagegen.noise), so splitting the batch
+    # over 1, 2 or 4 shards gives the same step up to float rounding of the gradient sums
+    from imagegen.features.evaluator import torch_threads
+
+    params = {}
+    for shards in (1, 2, 4):
+        tr = _trainer(digits_data, tmp_path / str(shards), batch_shards=shards)
+        with torch_threads(1):
+            for _ in range(2):
+                tr.train_step()
+        params[shards] = [p.detach().clone() for p in tr.model.parameters()]
+        tr.close()
+    for shards in (2, 4):
+        for a, b in zip(params[1], params[shards]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
 
 
 def test_sharded_steps_on_threads_equal_the_same_shards_in_turn(digits_data, tmp_path):

@@ -69,8 +69,8 @@ def save_checkpoint(
     if optimizer is not None:
         with atomic_path(path.with_suffix(".optim.pt")) as tmp:
             torch.save(optimizer.state_dict(), tmp)
-    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().contiguous().clone() for k, v in ema.state_dict().items()})
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()})
     meta = {
         "format": FORMAT,
         "version": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,13 @@ EPILOG_TRAIN = """examples:
   imagegen train data/mnist5k --out runs/mnist --budget 10m
   imagegen train data/mnist5k --out runs/quick --steps 500
   imagegen train data/mnist5k --out runs/mnist --resume --budget 15m   # extend to 15 min in all
+  imagegen train data/mnist5k --out runs/gpu --device cuda --budget 10m
+  imagegen train data/mnist5k --out runs/mine --config my.toml --lr 1e-3   # the file, then the flags
+  torchrun --standalone --nproc_per_node 2 -m imagegen train data/mnist5k --out runs/ddp --steps 2000
+
+Under torchrun every process trains its part of each batch (--batch-size is the global
+batch) and rank 0 writes; on several machines run torchrun on each with --nnodes N
+--node_rank R --rdzv-endpoint HOST:PORT (see the README).
 """
 EPILOG_GENERATE = """examples:
   imagegen generate runs/mnist -n 64 --out out/mnist
@@ -42,6 +50,8 @@ EPILOG_GENERATE = """examples:
   imagegen generate runs/mnist -n 64 --sampler euler --steps 40 --out out/euler
   imagegen generate runs/mnist -n 64 --sampler heun --steps 18 --out out/heun      # 35 evaluations
   imagegen generate runs/mnist -n 64 --steps 6 --out out/fast                     # 6 evaluations
+  imagegen generate runs/mnist -n 64 --sampler heun --steps 18 --churn 10 --out out/sde
+  torchrun --standalone --nproc_per_node 2 -m imagegen generate runs/mnist -n 10000 --out out/big
 """
 EPILOG_EVALUATE = """examples:
   imagegen evaluate runs/mnist --data data/mnist5k -n 2000 --json out/report.json
@@ -108,48 +118,64 @@ def cmd_train_evaluator(a: argparse.Namespace) -> str:
 
 
 def cmd_train(a: argparse.Namespace) -> str:
-    from .config import RunConfig
-    from .training import make_config, train
+    from .training import train
 
-    overrides = {k: v for k, v in {"batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "threads": a.threads,
-                                   "fid_every_seconds": a.fid_every}.items() if v is not None}
-    config = None
-    if a.config:
-        config = RunConfig.load(a.config)
-    elif not a.resume:
-        config = make_config(a.data, a.budget, a.steps, conditional=not a.unconditional, preset=a.preset, **overrides)
-    r = train(a.data, a.out, budget=a.budget if a.resume else None, steps=a.steps if a.resume else None,
-              config=config, resume=a.resume)
+    overrides = {"budget": a.budget, "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+                 "threads": a.threads, "fid_every_seconds": a.fid_every, "preset": a.preset,
+                 "conditional": False if a.unconditional else None}
+    r = train(a.data, a.out, config=a.config, resume=a.resume, device=a.device, precision=a.precision,
+              compile=a.compile, **overrides)
+    if r["checkpoint"] is None:  # a torchrun rank other than 0: rank 0 reports
+        return ""
     state = "interrupted; continue with --resume" if r["interrupted"] else "done"
     fid = "" if r.get("fid") is None else f"; FID {r['fid']:.2f} (best {r['best_fid']:.2f}, see {a.out}/best.json)"
-    return (f"{state}: {r['step']} steps, {r['nimg']} images in {r['elapsed']:.0f}s ({r['img_per_s']:.0f} img/s); "
-            f"checkpoint {r['checkpoint']}; samples {r['grid']}{fid}")
+    procs = f" on {r['processes']} processes" if r["processes"] > 1 else ""
+    return (f"{state}: {r['step']} steps, {r['nimg']} images in {r['elapsed']:.0f}s ({r['img_per_s']:.0f} img/s "
+            f"on {r['device']}{procs}); checkpoint {r['checkpoint']}; samples {r['grid']}{fid}")
 
 
 def cmd_generate(a: argparse.Namespace) -> str:
-    from .generate import generate_to_folder, load
+    from .distributed import world
+    from .generate import generate_to_folder, images_on_this_rank, load
 
-    model = load(a.run, a.checkpoint)
-    bar = _progress(a.n, "generating")
+    model = load(a.run, a.checkpoint, device=a.device, precision=a.precision, compile=a.compile)
+    main = world().main
+    bar = _progress(images_on_this_rank(a.n), "generating") if main else None
     try:
-        r = generate_to_folder(model, a.out, a.n, a.seed, getattr(a, "class"), progress=bar.update,
-                               sampler=a.sampler, steps=a.steps, schedule=a.schedule, cfg=a.cfg)
+        r = generate_to_folder(model, a.out, a.n, a.seed, getattr(a, "class"), progress=bar.update if bar else None,
+                               sampler=a.sampler, steps=a.steps, schedule=a.schedule, cfg=a.cfg, churn=a.churn)
     finally:
-        bar.close()
-    return (f"wrote {r['n']} PNGs and {r['grid']} to {r['out']} in {r['seconds']:.1f}s "
+        if bar is not None:
+            bar.close()
+    if not main:
+        return ""
+    procs = f" on {r['processes']} processes" if r["processes"] > 1 else ""
+    return (f"wrote {r['n']} PNGs and {r['grid']} to {r['out']} in {r['seconds']:.1f}s{procs} "
             f"({r['nfe_per_image']} network evaluations per image)")
 
 
 def cmd_evaluate(a: argparse.Namespace) -> str:
-    from .evaluation import evaluate, format_report, write_report
+    from .evaluation import evaluate, format_report, report_paths, write_report
 
-    json_path = Path(a.json) if a.json else (Path(a.source) / "evaluation.json")
-    figure = Path(a.figure) if a.figure else json_path.with_suffix(".png")
+    json_path, figure = report_paths(a.source, a.json, a.figure)
     report = evaluate(a.source, a.data, n=a.n, seed=a.seed, seeds=a.seeds, features=a.features, arch=a.arch,
-                      figure=figure, sampler=a.sampler, steps=a.steps, schedule=a.schedule, cfg=a.cfg)
+                      figure=figure, sampler=a.sampler, steps=a.steps, schedule=a.schedule, cfg=a.cfg,
+                      churn=a.churn, device=a.device, precision=a.precision)
+    if report is None:  # a torchrun rank other than 0: rank 0 scores and reports
+        return ""
     print(format_report(report))
     write_report(report, json_path)
     return f"report written to {json_path}, figure to {figure}"
+
+
+def _device_options(p: argparse.ArgumentParser, compile_option: bool = True) -> None:
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                   help="where the model runs (default auto: CUDA when present, else the CPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto (default): bf16 autocast on CUDA, fp32 on the CPU")
+    if compile_option:
+        p.add_argument("--compile", action="store_true",
+                       help="compile the network with torch.compile (pays off on a GPU; 1-2 minutes to start)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fid-every", type=float, metavar="SECONDS",
                    help="FID of the EMA model every SECONDS of training, best checkpoint kept in best.json "
                         "(default: 120 for labeled sets up to 50,000 images; 0 = off; not counted in the budget)")
-    t.add_argument("--config", help="a config.toml to train with (all settings from the file)")
+    t.add_argument("--config", help="a config.toml to train with; the options above override its settings")
+    _device_options(t)
     t.set_defaults(fn=cmd_train)
 
     g = verbs.add_parser("generate", help="generate images from a trained run", epilog=EPILOG_GENERATE, formatter_class=raw)
@@ -240,7 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "linear-t for flow models with one-evaluation samplers, karras otherwise")
     g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance weight; 1 = none (default: the run's)")
+    g.add_argument("--churn", type=float, help="EDM's stochastic sampling (S_churn) for euler and heun, e.g. 10; "
+                                                "0 = deterministic (default)")
     g.add_argument("--checkpoint", help="a specific checkpoint file of the run")
+    _device_options(g)
     g.set_defaults(fn=cmd_generate)
 
     e = verbs.add_parser("evaluate", help="score a run or a folder of PNGs against a data set", epilog=EPILOG_EVALUATE, formatter_class=raw)
@@ -261,21 +291,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sampler", choices=SAMPLER_CHOICES)
     e.add_argument("--schedule", choices=SCHEDULE_CHOICES, help="noise levels when generating from a run (as for generate)")
     e.add_argument("--cfg", type=float)
+    e.add_argument("--churn", type=float, help="stochastic sampling when generating from a run (as for generate)")
+    _device_options(e, compile_option=False)
     e.set_defaults(fn=cmd_evaluate)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    t0 = time.perf_counter()
     try:
         summary = args.fn(args)
     except ImagegenError as e:
-        print(f"error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # under torchrun every rank says it, marked with its rank
+        print(f"{'' if rank == '0' else f'rank {rank}: '}error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        dist = sys.modules.get("imagegen.distributed")  # loaded only by verbs that run a model
+        if dist is not None:
+            dist.shutdown()  # leave the torchrun process group, if one was joined
     if summary:
         print(summary)
     return 0

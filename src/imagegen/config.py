@@ -82,6 +82,7 @@ class SampleConfig:
     cfg: float = 1.5  # classifier-free guidance weight; 1 = plain conditional
     cfg_sigma_lo: float = 0.0  # guidance applies only for cfg_sigma_lo < sigma <= cfg_sigma_hi
     cfg_sigma_hi: float = 1000.0  # (Kynkaanniemi et al. 2024, "guidance in a limited interval")
+    churn: float = 0.0  # EDM's S_churn (Algorithm 2) for the euler and heun samplers; 0 = deterministic ODE
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Generation: seeded sampling, classifier-free guidance, PNGs with their parameters.
 
-Seeds follow one rule: image ``i`` of a request with seed ``s`` draws its noise from its own
-generator seeded with ``s + i``, so an image never changes with ``n``, the batch size or the
-batch it lands in. Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and
+Seeds follow one rule (:mod:`imagegen.noise`): image ``i`` of a request with seed ``s`` draws
+its noise from its own generator seeded with ``s + i``, so an image never changes with ``n``,
+the batch size, the batch it lands in, the device or the number of processes. Under
+torchrun every rank generates its share of the seeds and the shares are gathered. Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and
 unconditional denoiser outputs: ``D = D_u + w (D_c - D_u)``; ``w = 1`` is plain conditional.
 """
 
@@ -19,11 +20,16 @@ import torch
 
 from .checkpoint import Checkpoint, latest_checkpoint, load_checkpoint
 from .config import RunConfig, SampleConfig
+from .device import autocast, autocast_dtype, module_device, prepare_network, resolve_device
+from .distributed import World, all_gather_objects, init, merge_shares, rank_share, world
 from .errors import ImagegenError
 from .images import make_grid, save_png, to_pil  # noqa: F401  (re-exported)
-from .models.precond import Denoiser
-from .models.unet import denoiser_for
-from .samplers import SAMPLERS, SCHEDULES, evaluation_sigmas, schedule_sigmas
+from .labels import null_labels, spread_labels
+from .models.denoiser import Denoiser, sample_shape
+from .models.precond import Preconditioning
+from .models.registry import build_denoiser
+from .noise import ImageNoise
+from .samplers import SAMPLERS, SCHEDULES, STOCHASTIC_SAMPLERS, evaluation_sigmas, schedule_sigmas
 
 
 def guided(
@@ -36,7 +42,7 @@ def guided(
     """
     if labels is None or cfg == 1.0:
         return lambda x, sigma: denoiser(x, sigma, labels)
-    null = torch.full_like(labels, denoiser.num_classes)
+    null = null_labels(len(labels), denoiser.num_classes, labels.device)
     lo, hi = interval
 
     def d(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -49,16 +55,21 @@ def guided(
     return d
 
 
-def resolve_schedule(sc: SampleConfig, precond: str) -> SampleConfig:
-    """``sc`` with ``schedule = "auto"`` made concrete.
+def resolve_schedule(sc: SampleConfig, precond: Preconditioning) -> SampleConfig:
+    """``sc`` with ``schedule = "auto"`` made concrete by the formulation, and its sampler checked.
 
-    ``linear-t`` for flow models sampled with one evaluation per step (dpmpp-2m, ipndm,
-    euler), ``karras`` otherwise. Measured on the flow model (benchmarks/RESULTS.md, fast
-    sampling, FID at 10 steps): dpmpp-2m 1.86 on linear-t against 2.19 on Karras, ipndm 1.91
-    against 2.31, euler 2.21 against 3.40; Heun is the exception (18 steps: 2.31 against 2.02).
+    ``auto`` asks ``precond.default_schedule(sampler)``: linear-t for flow models sampled with
+    one evaluation per step, karras otherwise (measured: benchmarks/RESULTS.md, fast sampling).
     """
+    if sc.sampler not in SAMPLERS:
+        raise ImagegenError(f"unknown sampler {sc.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if sc.churn < 0:
+        raise ImagegenError(f"churn must be >= 0, got {sc.churn}")
+    if sc.churn > 0 and sc.sampler not in STOCHASTIC_SAMPLERS:
+        raise ImagegenError(f"churn (stochastic sampling) works with the samplers {', '.join(STOCHASTIC_SAMPLERS)}; "
+                            f"{sc.sampler!r} is deterministic: pick one of those or drop --churn")
     if sc.schedule == "auto":
-        return replace(sc, schedule="linear-t" if precond == "flow" and sc.sampler != "heun" else "karras")
+        return replace(sc, schedule=precond.default_schedule(sc.sampler))
     if sc.schedule not in SCHEDULES:
         raise ImagegenError(f"unknown schedule {sc.schedule!r}; choose one of: auto, {', '.join(SCHEDULES)}")
     return sc
@@ -80,40 +91,44 @@ def network_evaluations(sc: SampleConfig, conditional: bool) -> int:
     return sum(2 if sc.cfg_sigma_lo < s <= sc.cfg_sigma_hi else 1 for s in at)
 
 
-def initial_noise(shape: tuple[int, ...], seeds: list[int]) -> torch.Tensor:
-    """One standard-normal image per seed, each from its own generator."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
     seeds: list[int],
     labels: list[int] | None,
     sample_config: SampleConfig,
-    shape: tuple[int, int, int],
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
+    *,
+    precision: str = "auto",
 ) -> np.ndarray:
-    """Sample one image per seed; returns uint8 ``(N, H, W, C)``.
+    """Sample one image per seed on the denoiser's device; returns uint8 ``(N, H, W, C)``.
+
+    Each image's noise comes from its own seed (:class:`~imagegen.noise.ImageNoise`), drawn
+    on the CPU and moved, so a seed gives the same image on any device up to float rounding.
 
     Example:
-        >>> imgs = sample(D, seeds=[0, 1], labels=[3, 3], sample_config=SampleConfig(), shape=(1, 28, 28))
+        >>> imgs = sample(D, seeds=[0, 1], labels=[3, 3], sample_config=SampleConfig())  # doctest: +SKIP
     """
     sc = resolve_schedule(sample_config, denoiser.precond)
-    if sc.sampler not in SAMPLERS:
-        raise ImagegenError(f"unknown sampler {sc.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     sigmas = sampling_sigmas(sc)
     fn = SAMPLERS[sc.sampler]
+    shape = sample_shape(denoiser)
+    device = module_device(denoiser)
+    dtype = autocast_dtype(precision, device)
     out = []
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start : start + batch_size]
-        x = initial_noise(shape, chunk) * sigmas[0]
+        noise = ImageNoise(chunk, shape, device)
+        x = noise() * sigmas[0].to(device)
+        stochastic = {"churn": sc.churn, "noise_fn": noise} if sc.churn > 0 else {}
         lab = None
         if labels is not None:
-            lab = torch.tensor(labels[start : start + batch_size], dtype=torch.long)
-        x = fn(guided(denoiser, lab, sc.cfg, (sc.cfg_sigma_lo, sc.cfg_sigma_hi)), x, sigmas)
-        out.append(to_uint8(x))
+            lab = torch.tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
+        guide = guided(denoiser, lab, sc.cfg, (sc.cfg_sigma_lo, sc.cfg_sigma_hi))
+        with autocast(device, dtype):
+            x = fn(guide, x, sigmas.to(device), **stochastic)
+        out.append(to_uint8(x.float().cpu()))
         if progress is not None:
             progress(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, shape[1], shape[2], shape[0]), np.uint8)
@@ -128,18 +143,22 @@ class GeneratorModel:
     """A trained run loaded for generation: ``imagegen.load(RUN).generate(...)``.
 
     Example:
-        >>> model = imagegen.load("runs/mnist")
+        >>> model = imagegen.load("runs/mnist", device="auto")
         >>> images = model.generate(n=16, seed=0)  # uint8 (16, 28, 28, 1)
     """
 
-    def __init__(self, checkpoint: Checkpoint, run: Path | None = None):
+    def __init__(self, checkpoint: Checkpoint, run: Path | None = None, *, device: str = "auto",
+                 precision: str = "auto", compile: bool = False) -> None:
         self.checkpoint = checkpoint
         self.run = run
         self.config: RunConfig = checkpoint.config
-        mc = self.config.model
-        self.denoiser = denoiser_for(mc)
-        self.denoiser.load_state_dict(checkpoint.ema)
-        self.denoiser.eval().requires_grad_(False)
+        self.device = resolve_device(device)
+        init(self.device)  # under torchrun: join the process group that shares the seeds
+        self.precision = precision
+        autocast_dtype(precision, self.device)  # an unknown precision fails here, not mid-way
+        denoiser = build_denoiser(self.config.model)
+        denoiser.load_state_dict(checkpoint.ema)
+        self.denoiser = prepare_network(denoiser.eval().requires_grad_(False), self.device, compile=compile)
         self._sha256: str | None = None
 
     @property
@@ -155,7 +174,7 @@ class GeneratorModel:
     def sample_config(self, **overrides: Any) -> SampleConfig:
         """The run's sampling defaults with ``overrides`` (None values ignored) applied."""
         sc = replace(self.config.sample, **{k: v for k, v in overrides.items() if v is not None})
-        return resolve_schedule(sc, self.config.model.precond)
+        return resolve_schedule(sc, self.denoiser.precond)
 
     def labels_for(self, n: int, class_: int | None) -> list[int] | None:
         """Class of each image: ``class_`` for all, or spread evenly (image i gets i mod C)."""
@@ -167,7 +186,7 @@ class GeneratorModel:
             if not 0 <= class_ < self.num_classes:
                 raise ImagegenError(f"--class {class_} is out of range: this model has classes 0..{self.num_classes - 1}")
             return [class_] * n
-        return [i % self.num_classes for i in range(n)]
+        return spread_labels(n, self.num_classes)
 
     def generate(
         self,
@@ -179,21 +198,28 @@ class GeneratorModel:
         progress: Callable[[int], None] | None = None,
         **sample_overrides: Any,
     ) -> np.ndarray:
-        """Generate ``n`` images; returns uint8 ``(n, H, W, C)``.
+        """Generate ``n`` images; returns uint8 ``(n, H, W, C)`` (on every rank under torchrun).
 
-        ``sample_overrides`` are SampleConfig fields: ``sampler``, ``steps``, ``cfg``, ...
+        ``sample_overrides`` are SampleConfig fields: ``sampler``, ``steps``, ``cfg``, ``churn``, ...
         """
         if n < 0:
             raise ImagegenError(f"n must be >= 0, got {n}")
         sc = self.sample_config(**sample_overrides)
         seeds = [seed + i for i in range(n)]
-        return self.sample_seeds(seeds, self.labels_for(n, class_), sc, batch_size, progress)
+        labels = self.labels_for(n, class_)
+        w = world()
+        if not w.distributed:
+            return self.sample_seeds(seeds, labels, sc, batch_size, progress)
+        mine = rank_share(list(range(n)), w)
+        images = self.sample_seeds([seeds[i] for i in mine], None if labels is None else [labels[i] for i in mine],
+                                   sc, batch_size, progress)
+        gathered = merge_shares([list(part) for part in all_gather_objects(images)])
+        return np.stack(gathered) if gathered else images
 
     def sample_seeds(self, seeds: list[int], labels: list[int] | None, sc: SampleConfig,
                      batch_size: int = 64, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """One image per seed (and label), uint8 ``(len(seeds), H, W, C)``."""
-        mc = self.config.model
-        return sample(self.denoiser, seeds, labels, sc, (mc.channels, mc.resolution, mc.resolution), batch_size, progress)
+        """One image per seed (and label) in this process, uint8 ``(len(seeds), H, W, C)``."""
+        return sample(self.denoiser, seeds, labels, sc, batch_size, progress, precision=self.precision)
 
     def png_text(self, seed: int, label: int | None, sc: SampleConfig) -> dict[str, Any]:
         """The parameters stored in each PNG's text chunks."""
@@ -208,27 +234,44 @@ class GeneratorModel:
             "nfe": network_evaluations(sc, label is not None),
             "cfg": sc.cfg,
         }
+        if sc.churn > 0:
+            text["churn"] = sc.churn
         if label is not None:
             text["class"] = label
         text["parameters"] = json.dumps(text | {"sigma_min": sc.sigma_min, "sigma_max": sc.sigma_max, "rho": sc.rho})
         return text
 
 
-def load(run: str | Path, checkpoint: str | Path | None = None) -> GeneratorModel:
-    """Load a trained run (or a checkpoint file) for generation.
+def load(run: str | Path, checkpoint: str | Path | None = None, *, device: str = "auto",
+         precision: str = "auto", compile: bool = False) -> GeneratorModel:
+    """Load a trained run (or a checkpoint file) for generation on ``device``.
 
     Example:
-        >>> images = imagegen.load("runs/mnist").generate(n=16, seed=0)
+        >>> images = imagegen.load("runs/mnist", device="cpu").generate(n=16, seed=0)
     """
     run = Path(run)
     if run.is_file():
-        return GeneratorModel(load_checkpoint(run), run.parent.parent)
-    if not run.exists():
-        raise ImagegenError(f"{run}: no such run folder; train one with `imagegen train DATA --out {run}`")
-    path = Path(checkpoint) if checkpoint else latest_checkpoint(run)
-    if path is None:
-        raise ImagegenError(f"{run}: no checkpoints in {run / 'checkpoints'}; train first with `imagegen train DATA --out {run}`")
-    return GeneratorModel(load_checkpoint(path), run)
+        ck, run = load_checkpoint(run), run.parent.parent
+    else:
+        if not run.exists():
+            raise ImagegenError(f"{run}: no such run folder; train one with `imagegen train DATA --out {run}`")
+        path = Path(checkpoint) if checkpoint else latest_checkpoint(run)
+        if path is None:
+            raise ImagegenError(f"{run}: no checkpoints in {run / 'checkpoints'}; train first with "
+                                f"`imagegen train DATA --out {run}`")
+        ck = load_checkpoint(path)
+    return GeneratorModel(ck, run, device=device, precision=precision, compile=compile)
+
+
+GENERATE_BATCH = 64  # images per sampling batch when writing a folder
+GRID_IMAGES = 100  # images shown in grid.png
+
+
+def images_on_this_rank(n: int, w: World | None = None) -> int:
+    """How many of ``n`` images this process generates (all of them without torchrun)."""
+    w = w or world()
+    batches = rank_share(list(range(0, n, GENERATE_BATCH)), w)
+    return sum(min(GENERATE_BATCH, n - b) for b in batches)
 
 
 def generate_to_folder(
@@ -243,28 +286,36 @@ def generate_to_folder(
 ) -> dict[str, Any]:
     """Generate ``n`` PNGs (``{seed:06d}.png``) plus ``grid.png`` into ``out``, streamed batch by batch.
 
-    Returns a summary with the paths, NFE and seconds taken.
+    Under torchrun each rank writes its share of the batches; rank 0 writes the grid. The
+    files are the same as one process writes. Returns a summary with the paths, NFE and
+    seconds taken.
     """
+    if n < 0:
+        raise ImagegenError(f"n must be >= 0, got {n}")
     out = Path(out)
+    w = world()
     out.mkdir(parents=True, exist_ok=True)
     sc = model.sample_config(**sample_overrides)
     labels = model.labels_for(n, class_)
     t0 = time.perf_counter()
-    grid_imgs: list[np.ndarray] = []
-    batch = 64
-    for start in range(0, n, batch):
-        seeds = [seed + i for i in range(start, min(n, start + batch))]
+    grid_part: dict[int, np.ndarray] = {}
+    for start in rank_share(list(range(0, n, GENERATE_BATCH)), w):
+        seeds = [seed + i for i in range(start, min(n, start + GENERATE_BATCH))]
         labs = labels[start : start + len(seeds)] if labels is not None else None
-        imgs = model.sample_seeds(seeds, labs, sc, batch, progress)
+        imgs = model.sample_seeds(seeds, labs, sc, GENERATE_BATCH, progress)
         for j, img in enumerate(imgs):
             lab = labs[j] if labs is not None else None
             save_png(out / f"{seeds[j]:06d}.png", img, model.png_text(seeds[j], lab, sc))
-            if len(grid_imgs) < 100:
-                grid_imgs.append(img)
+            if start + j < GRID_IMAGES:
+                grid_part[start + j] = img
+    grid: dict[int, np.ndarray] = {}
+    for part in all_gather_objects(grid_part):
+        grid.update(part)
     grid_path = out / "grid.png"
-    if grid_imgs:
-        cols = model.num_classes if model.num_classes and class_ is None and len(grid_imgs) >= model.num_classes else None
-        save_png(grid_path, make_grid(np.stack(grid_imgs), cols))
+    if grid and w.main:
+        imgs = np.stack([grid[i] for i in sorted(grid)])
+        cols = model.num_classes if model.num_classes and class_ is None and len(imgs) >= model.num_classes else None
+        save_png(grid_path, make_grid(imgs, cols))
     per_image = network_evaluations(sc, labels is not None)
-    return {"out": str(out), "n": n, "grid": str(grid_path), "nfe_per_image": per_image, "seconds": time.perf_counter() - t0}
-
+    return {"out": str(out), "n": n, "grid": str(grid_path), "nfe_per_image": per_image,
+            "seconds": time.perf_counter() - t0, "processes": w.size}

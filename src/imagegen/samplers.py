@@ -8,8 +8,13 @@ Algorithm 1 (deterministic Heun, 2 evaluations per step except the last);
 ``sample_dpmpp_2m`` is DPM-Solver++(2M), second order at one evaluation per step;
 ``sample_ipndm`` is the iPNDM linear multistep method (up to 4th order, one per step).
 
-Randomness is passed in (``noise_fn``), never drawn from global state; ``callback`` is
+``sample_euler`` and ``sample_heun`` take EDM's ``churn`` (Algorithm 2, ``S_churn``): before
+each step the noise level is raised by adding fresh noise, which corrects errors of earlier
+steps at the cost of determinism. That noise comes from ``noise_fn`` (the images' own
+generators, :class:`imagegen.noise.ImageNoise`), never from global state. ``callback`` is
 called after each step with ``(i, x, denoised)`` for progress reporting.
+
+``STOCHASTIC_SAMPLERS`` names the samplers that accept ``churn``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+NoiseFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -71,20 +77,41 @@ def schedule_sigmas(schedule: str, n: int, sigma_min: float, sigma_max: float, r
     raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
+def _churn(x: torch.Tensor, s: torch.Tensor, churn: float, steps: int, noise_fn: NoiseFn | None,
+           s_tmin: float, s_tmax: float, s_noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """EDM Algorithm 2, lines 4-6: raise the noise level from ``s`` to ``s_hat = s (1 + gamma)``
+    by adding fresh noise, ``gamma = min(churn / steps, sqrt(2) - 1)`` inside [s_tmin, s_tmax]."""
+    gamma = min(churn / steps, 2**0.5 - 1) if churn > 0 and s_tmin <= float(s) <= s_tmax else 0.0
+    if gamma == 0.0:
+        return x, s
+    if noise_fn is None:
+        raise ValueError("a stochastic step (churn > 0) needs noise_fn: pass the images' noise generators")
+    s_hat = s * (1 + gamma)
+    return x + (s_hat**2 - s**2).sqrt() * s_noise * noise_fn(x), s_hat
+
+
 def sample_euler(
     denoiser: DenoiseFn,
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    noise_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    churn: float = 0.0,
+    noise_fn: NoiseFn | None = None,
     callback: Callback | None = None,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
     """First-order Euler steps of the probability-flow ODE; ``len(sigmas) - 1`` evaluations.
 
-    ``x`` must already be scaled to ``sigmas[0]`` (``x = noise * sigmas[0]``).
+    ``x`` must already be scaled to ``sigmas[0]`` (``x = noise * sigmas[0]``). ``churn > 0``
+    adds EDM's stochastic noise increase before each step (:func:`_churn`, Algorithm 2),
+    drawing from ``noise_fn(x)``.
     """
-    for i in range(len(sigmas) - 1):
-        s, s_next = sigmas[i], sigmas[i + 1]
+    steps = len(sigmas) - 1
+    for i in range(steps):
+        x, s = _churn(x, sigmas[i], churn, steps, noise_fn, s_tmin, s_tmax, s_noise)
+        s_next = sigmas[i + 1]
         denoised = denoiser(x, s.expand(x.shape[0]))
         x = x + (s_next - s) * (x - denoised) / s
         if callback is not None:
@@ -97,15 +124,22 @@ def sample_heun(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    noise_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    churn: float = 0.0,
+    noise_fn: NoiseFn | None = None,
     callback: Callback | None = None,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
-    """EDM Algorithm 1 (deterministic): Heun's 2nd-order method, Euler on the last step to 0.
+    """EDM Algorithm 1 (``churn = 0``) or Algorithm 2 (``churn > 0``, stochastic): Heun's
+    2nd-order method, Euler on the last step to 0.
 
     Costs ``2 * (len(sigmas) - 1) - 1`` denoiser evaluations.
     """
-    for i in range(len(sigmas) - 1):
-        s, s_next = sigmas[i], sigmas[i + 1]
+    steps = len(sigmas) - 1
+    for i in range(steps):
+        x, s = _churn(x, sigmas[i], churn, steps, noise_fn, s_tmin, s_tmax, s_noise)
+        s_next = sigmas[i + 1]
         denoised = denoiser(x, s.expand(x.shape[0]))
         d = (x - denoised) / s
         x_next = x + (s_next - s) * d
@@ -124,7 +158,6 @@ def sample_dpmpp_2m(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    noise_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): one evaluation per step.
@@ -166,7 +199,6 @@ def sample_ipndm(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    noise_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """iPNDM (Zhang & Chen 2022, "DEIS", after Liu et al.'s PNDM): linear multistep.
@@ -190,6 +222,7 @@ def sample_ipndm(
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": sample_euler, "heun": sample_heun, "dpmpp-2m": sample_dpmpp_2m, "ipndm": sample_ipndm}
+STOCHASTIC_SAMPLERS = ("euler", "heun")
 
 
 def evaluation_sigmas(sampler: str, sigmas: list[float]) -> list[float]:
@@ -199,8 +232,3 @@ def evaluation_sigmas(sampler: str, sigmas: list[float]) -> list[float]:
     if sampler in SAMPLERS:
         return sigmas[:-1]
     raise ValueError(f"unknown sampler {sampler!r}")
-
-
-def nfe(sampler: str, steps: int) -> int:
-    """Number of denoiser evaluations ``sampler`` spends for ``steps`` steps."""
-    return {"euler": steps, "dpmpp-2m": steps, "ipndm": steps, "heun": 2 * steps - 1}[sampler]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..images import load_image_folder
 from .pipeline import evaluate_images
 from .reference import ref_features_path, reference_features
-from .report import format_report, write_report
+from .report import format_report, report_paths, write_report
 from .sources import evaluate, evaluate_folder
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "reference_features",
     "ref_features_path",
     "format_report",
+    "report_paths",
     "write_report",
 ]

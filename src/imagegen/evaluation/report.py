@@ -103,3 +103,16 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     write_json(path, report)
     return path
+
+
+def report_paths(source: str | Path, json_path: str | Path | None = None,
+                 figure: str | Path | None = None) -> tuple[Path, Path]:
+    """Where ``imagegen evaluate`` writes its JSON report and figure: by default
+    ``SOURCE/evaluation.json`` and the JSON path with ``.png``.
+
+    Example:
+        >>> report_paths("out/mnist")
+        (PosixPath('out/mnist/evaluation.json'), PosixPath('out/mnist/evaluation.png'))
+    """
+    json_out = Path(json_path) if json_path else Path(source) / "evaluation.json"
+    return json_out, Path(figure) if figure else json_out.with_suffix(".png")

@@ -105,8 +105,10 @@ def evaluate(
     train_if_missing: bool = True,
     figure: str | Path | None = None,
     progress: bool = True,
+    device: str = "auto",
+    precision: str = "auto",
     **sample_overrides: Any,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Evaluate a run (``seeds`` x ``n`` images generated in memory) or a folder of PNGs.
 
     A run is a folder with ``checkpoints/`` or ``config.toml`` (or a checkpoint file): for
@@ -116,26 +118,33 @@ def evaluate(
     conditional; ``fid`` is the mean over the seeds, ``fid_std`` their spread. Anything else
     is read as a folder of PNGs (see :func:`evaluate_folder`). ``figure``: where to write
     the PNG figure (training curves and nearest training images). The evaluator is loaded
-    (or trained) before generating, so a bad ``--data`` fails fast.
+    (or trained) before generating, so a bad ``--data`` fails fast. ``device``/``precision``:
+    where and how a run generates. Under torchrun every rank generates its share of the
+    seeds and rank 0 scores them and returns the report; the other ranks return None.
 
     Example:
         >>> report = evaluate("runs/mnist", "data/mnist", n=2000)  # doctest: +SKIP
         >>> report["fid"], report["fid_std"]  # doctest: +SKIP
         (2.6, 0.1)
     """
+    from ..distributed import world
+
     source = Path(source)
     if not source.exists():
         raise ImagegenError(f"{source} does not exist; pass a run folder or a folder of PNGs")
+    main = world().main
     if not _is_run(source):
+        if not main:
+            return None
         return evaluate_folder(source, data_dir, n=n, seeds=seeds, features=features, arch=arch,
                                train_if_missing=train_if_missing, figure=figure, progress=progress)
     from ..data import load_dataset
     from ..generate import load
 
     ds = load_dataset(data_dir)
+    model = load(source, device=device, precision=precision)  # joins the torchrun process group, if any
     evaluator = load_evaluator(data_dir, arch, train_if_missing=train_if_missing, progress=progress) \
-        if ds.labels is not None else None
-    model = load(source)
+        if ds.labels is not None and main else None
     mc = model.config.model
     if (mc.resolution, mc.channels) != (ds.resolution, ds.channels):
         raise ImagegenError(f"run {source} generates {mc.resolution}x{mc.resolution} images with "
@@ -146,9 +155,12 @@ def evaluate(
         raise ImagegenError(f"n must be at least 2 and seeds at least 1, got n={n}, seeds={seeds}")
     labels = model.labels_for(n, None)
     parts = []
-    with tqdm(total=n * seeds, desc="generating", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=n * seeds, desc="generating", unit="img", disable=not (progress and main),
+              file=sys.stderr) as bar:
         for k in range(seeds):
             parts.append(model.generate(n, seed + k * n, progress=bar.update, **sample_overrides))
+    if not main:
+        return None
     images = np.concatenate(parts)
     all_labels = None if labels is None else np.tile(np.asarray(labels), seeds)
     details: dict[str, Any] = {}

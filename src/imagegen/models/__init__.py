@@ -1,6 +1,9 @@
-"""Image models: the EDM Denoiser wrapper and network presets."""
+"""Image models: the Denoiser contract, the preconditionings, the networks and their registry."""
 
-from .precond import Denoiser, edm_scalings
-from .unet import PRESETS, UNet, build_denoiser
+from .denoiser import Denoiser, PreconditionedDenoiser, sample_shape
+from .precond import EDM, PRECONDITIONINGS, Preconditioning, RectifiedFlow, make_precond
+from .registry import NETWORKS, build_denoiser
+from .unet import PRESETS, UNet
 
-__all__ = ["Denoiser", "edm_scalings", "PRESETS", "UNet", "build_denoiser"]
+__all__ = ["Denoiser", "PreconditionedDenoiser", "sample_shape", "EDM", "RectifiedFlow", "Preconditioning",
+           "PRECONDITIONINGS", "make_precond", "NETWORKS", "build_denoiser", "PRESETS", "UNet"]

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..labels import null_labels
 from .unet import UNetPreset
 
 
@@ -181,7 +182,7 @@ class MPUNet(nn.Module):
         emb = self.emb_noise(self.fourier(c_noise))
         if self.emb_label is not None:
             if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+                labels = null_labels(x.shape[0], self.num_classes, x.device)
             n = self.num_classes + 1
             onehot = F.one_hot(labels, n).to(emb.dtype) * math.sqrt(n)
             emb = mp_sum(emb, self.emb_label(onehot), self.label_balance)

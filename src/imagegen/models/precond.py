@@ -1,100 +1,148 @@
-"""The Denoiser contract: ``D(x, sigma, labels) -> x0_hat`` with EDM preconditioning.
+"""Preconditionings: one object per diffusion formulation, behind the Denoiser contract.
 
 Karras, Aittala, Aila, Laine, "Elucidating the Design Space of Diffusion-Based Generative
-Models" (NeurIPS 2022), Table 1 and Eq. 7:
+Models" (NeurIPS 2022, "EDM"), Eq. 7 writes every formulation as
 
     D(x, sigma) = c_skip(sigma) * x + c_out(sigma) * F(c_in(sigma) * x, c_noise(sigma))
 
-    c_skip  = sigma_data^2 / (sigma^2 + sigma_data^2)
-    c_out   = sigma * sigma_data / sqrt(sigma^2 + sigma_data^2)
-    c_in    = 1 / sqrt(sigma^2 + sigma_data^2)
-    c_noise = ln(sigma) / 4
+on the variance-exploding path ``x = x0 + sigma n``. A preconditioning owns its four
+scalings, the weight ``lambda(sigma)`` of the denoising loss ``lambda |D - x0|^2`` that makes
+the network's target unit-scale, its training noise distribution, and the noise schedule
+its samples are best drawn on. Samplers, losses and guidance see only ``D``; adding a
+formulation is one class here and one entry in ``PRECONDITIONINGS``.
 
-The network ``F`` never sees raw sigma conventions; samplers, losses and guidance only see D.
-
-Rectified flow (Liu et al. 2023; Esser et al. 2024, "SD3") fits behind the same contract. Its
-path ``x_t = (1 - t) x0 + t n`` is the VE path ``x = x0 + sigma n`` scaled by ``1 - t``, with
-``sigma = t / (1 - t)``. A network predicting the velocity ``v = n - x0`` from ``x_t`` and ``t``
-gives ``x0_hat = x_t - t v``, i.e. the preconditioning ``precond="flow"``:
-
-    c_in = c_skip = 1 / (1 + sigma),   c_out = -sigma / (1 + sigma),   c_noise = t = sigma / (1 + sigma)
-
-Its loss ``|v_hat - v|^2`` is the denoising loss weighted by ``((1 + sigma) / sigma)^2``, and
-the logit-normal ``t`` of SD3 is a log-normal ``sigma`` (``ln sigma = logit t``), so samplers
-and guidance run unchanged on a flow model.
+- :class:`EDM` (Table 1): ``c_skip = sd^2 / (s^2 + sd^2)``, ``c_out = s sd / sqrt(s^2 + sd^2)``,
+  ``c_in = 1 / sqrt(s^2 + sd^2)``, ``c_noise = ln(s) / 4``; ``lambda = (s^2 + sd^2) / (s sd)^2``;
+  ``ln s ~ N(P_mean, P_std^2)``.
+- :class:`RectifiedFlow` (Liu et al. 2023; Esser et al. 2024, "SD3"): the path
+  ``x_t = (1 - t) x0 + t n`` is the VE path scaled by ``1 - t`` with ``sigma = t / (1 - t)``.
+  A network predicting the velocity ``v = n - x0`` gives ``x0_hat = x_t - t v``:
+  ``c_in = c_skip = 1 / (1 + s)``, ``c_out = -t``, ``c_noise = t = s / (1 + s)``; the loss
+  ``|v_hat - v|^2`` is ``lambda = ((1 + s) / s)^2``; SD3's logit-normal ``t`` is the log-normal
+  ``sigma`` (``ln s = logit t``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
 import torch
-from torch import nn
 
 from ..errors import ImagegenError
 
+Scalings = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-def edm_scalings(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
-    """Return ``(c_skip, c_out, c_in, c_noise)`` for noise levels ``sigma`` (any shape)."""
-    s2 = sigma**2 + sigma_data**2
-    c_skip = sigma_data**2 / s2
-    c_out = sigma * sigma_data / s2.sqrt()
-    c_in = 1.0 / s2.sqrt()
-    c_noise = sigma.log() / 4.0
-    return c_skip, c_out, c_in, c_noise
+# Samplers that call the denoiser once per step; flow models sample them best on linear-t.
+ONE_EVALUATION_SAMPLERS = frozenset({"euler", "dpmpp-2m", "ipndm"})
 
 
-def flow_scalings(sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Rectified-flow ``(c_skip, c_out, c_in, c_noise)``: ``x0_hat = x_t - t v(x_t, t)``."""
-    t = sigma / (1.0 + sigma)
-    c_in = 1.0 / (1.0 + sigma)
-    return c_in, -t, c_in, t
+@runtime_checkable
+class Preconditioning(Protocol):
+    """What a formulation provides to the Denoiser wrapper, the loss and the sampler."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def for_data(cls, sigma_data: float) -> "Preconditioning":
+        """The formulation for data of standard deviation ``sigma_data``."""
+        ...
+
+    def scalings(self, sigma: torch.Tensor) -> Scalings:
+        """``(c_skip, c_out, c_in, c_noise)`` at noise levels ``sigma`` (any shape)."""
+        ...
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``lambda(sigma)``: the per-sample weight of ``|D - x0|^2``."""
+        ...
+
+    def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
+        """Training noise levels from standard-normal draws ``normal``."""
+        ...
+
+    def default_schedule(self, sampler: str) -> str:
+        """The noise schedule (a name in :data:`imagegen.samplers.SCHEDULES`) for ``sampler``."""
+        ...
 
 
-PRECONDS = ("edm", "flow")
-
-
-def loss_weight(precond: str, sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """Per-sample weight of ``|D - x0|^2`` that makes each objective's network target unit-scale.
-
-    EDM: ``(sigma^2 + sigma_data^2) / (sigma sigma_data)^2`` (Table 1). Flow: ``1 / t^2``,
-    i.e. the plain velocity loss ``|v_hat - v|^2``.
-    """
-    if precond == "flow":
-        return ((1.0 + sigma) / sigma) ** 2
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-
-
-class Denoiser(nn.Module):
-    """Wrap a network ``F(x, c_noise, labels)`` as an EDM denoiser.
-
-    ``labels`` are integer class indices; the index ``num_classes`` means "no class" (the
-    unconditional branch used by classifier-free guidance). ``labels=None`` is unconditional.
+@dataclass(frozen=True)
+class EDM:
+    """Karras et al. 2022, Table 1 ("EDM"), for data of standard deviation ``sigma_data``.
 
     Example:
-        >>> D = Denoiser(net, sigma_data=0.5, num_classes=10)
-        >>> x0_hat = D(x_noisy, torch.full((x_noisy.shape[0],), 2.0), labels)
+        >>> c_skip, c_out, c_in, c_noise = EDM(0.5).scalings(torch.tensor([0.5]))
+        >>> round(float(c_skip), 3), round(float(c_out), 3)
+        (0.5, 0.354)
     """
 
-    def __init__(self, net: nn.Module, sigma_data: float = 0.5, num_classes: int = 0, precond: str = "edm"):
-        super().__init__()
-        if precond not in PRECONDS:
-            raise ImagegenError(f"unknown preconditioning {precond!r}; known: {', '.join(PRECONDS)}")
-        self.net = net
-        self.precond = precond
-        self.sigma_data = float(sigma_data)
-        self.num_classes = int(num_classes)
+    sigma_data: float = 0.5
+    name: ClassVar[str] = "edm"
 
-    def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        if sigma.ndim == 0:
-            sigma = sigma.expand(x.shape[0])
-        sigma = sigma.reshape(-1, 1, 1, 1)
-        if self.num_classes and labels is None:
-            labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-        if self.precond == "flow":
-            c_skip, c_out, c_in, c_noise = flow_scalings(sigma)
-        else:
-            c_skip, c_out, c_in, c_noise = edm_scalings(sigma, self.sigma_data)
-        f = self.net(c_in * x, c_noise.flatten(), labels)
-        return c_skip * x + c_out * f.to(x.dtype)
+    @classmethod
+    def for_data(cls, sigma_data: float) -> "EDM":
+        return cls(sigma_data)
+
+    def scalings(self, sigma: torch.Tensor) -> Scalings:
+        s2 = sigma**2 + self.sigma_data**2
+        return self.sigma_data**2 / s2, sigma * self.sigma_data / s2.sqrt(), 1.0 / s2.sqrt(), sigma.log() / 4.0
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+
+    def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
+        """EDM Sec. 5: ``ln(sigma) ~ N(p_mean, p_std^2)`` (the paper uses -1.2 and 1.2)."""
+        return (normal * p_std + p_mean).exp()
+
+    def default_schedule(self, sampler: str) -> str:
+        """EDM's Eq. 5 schedule for every sampler."""
+        return "karras"
+
+
+@dataclass(frozen=True)
+class RectifiedFlow:
+    """Rectified flow with a velocity-predicting network (Liu et al. 2023; SD3).
+
+    Example:
+        >>> c_skip, c_out, c_in, c_noise = RectifiedFlow().scalings(torch.tensor([1.0]))  # t = 0.5
+        >>> float(c_skip), float(c_out), float(c_noise)
+        (0.5, -0.5, 0.5)
+    """
+
+    name: ClassVar[str] = "flow"
+
+    @classmethod
+    def for_data(cls, sigma_data: float) -> "RectifiedFlow":
+        """The flow's scalings do not depend on the data's standard deviation."""
+        return cls()
+
+    def scalings(self, sigma: torch.Tensor) -> Scalings:
+        t = sigma / (1.0 + sigma)
+        c_in = 1.0 / (1.0 + sigma)
+        return c_in, -t, c_in, t
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return ((1.0 + sigma) / sigma) ** 2
+
+    def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
+        """SD3's logit-normal time, ``logit(t) ~ N(p_mean, p_std^2)``; as ``logit t = ln sigma``
+        this is ``sigma = exp(p_mean + p_std z)``."""
+        return (normal * p_std + p_mean).exp()
+
+    def default_schedule(self, sampler: str) -> str:
+        """``linear-t`` (the flow's own Euler grid) for one-evaluation samplers, else ``karras``."""
+        return "linear-t" if sampler in ONE_EVALUATION_SAMPLERS else "karras"
+
+
+PRECONDITIONINGS: dict[str, type] = {EDM.name: EDM, RectifiedFlow.name: RectifiedFlow}
+
+
+def make_precond(name: str, sigma_data: float) -> Preconditioning:
+    """The preconditioning object registered under ``name`` (``"edm"`` or ``"flow"``).
+
+    Example:
+        >>> make_precond("flow", 0.5).name
+        'flow'
+    """
+    if name not in PRECONDITIONINGS:
+        raise ImagegenError(f"unknown preconditioning {name!r}; known: {', '.join(PRECONDITIONINGS)}")
+    return PRECONDITIONINGS[name].for_data(sigma_data)

@@ -5,7 +5,8 @@ timestep embeddings; EDM (Karras et al. 2022) feeds it ``c_noise`` instead of a 
 Conditioning (noise level and optional class) enters every residual block as a per-channel
 scale and shift after the second normalisation (adaptive group norm, "FiLM").
 
-Presets live in the ``PRESETS`` registry, keyed by name, and are chosen by resolution.
+Presets live in the ``PRESETS`` registry, keyed by name, and are chosen by resolution;
+:func:`imagegen.models.registry.build_denoiser` wraps a network as a Denoiser.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ImagegenError
+from ..labels import null_labels
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class UNet(nn.Module):
         emb = self.noise_emb(c_noise)
         if self.class_emb is not None:
             if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+                labels = null_labels(x.shape[0], self.num_classes, x.device)
             emb = emb + self.class_emb(labels)
         emb = F.silu(emb)
 
@@ -242,40 +244,3 @@ class UNet(nn.Module):
                 h = self.upsample[i](F.interpolate(h, size=skip_shape, mode="nearest"))
         out = self.conv_out(F.silu(self.norm_out(h))).contiguous()
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
-
-
-ARCHS = ("unet", "mp-unet")
-
-
-def build_denoiser(preset: str, channels: int, num_classes: int = 0, sigma_data: float = 0.5,
-                   precond: str = "edm", arch: str = "unet"):
-    """Build the Denoiser for a preset name from ``PRESETS``, network family ``arch``.
-
-    Example:
-        >>> D = build_denoiser("unet-28", channels=1, num_classes=10)
-    """
-    from .precond import Denoiser
-
-    check_preset(preset)
-    if arch not in ARCHS:
-        raise ImagegenError(f"unknown network {arch!r}; known: {', '.join(ARCHS)}")
-    if arch == "mp-unet":
-        from .mpunet import MPUNet
-
-        p = PRESETS[preset]
-        # the magnitude-preserving network has its own normalisation and always runs on pixels
-        # with an upsampling convolution: a preset that asks for anything else cannot be honoured
-        odd = [f"{k}={getattr(p, k)!r}" for k, v in (("patch", 1), ("up_conv", True), ("norm", "group"))
-               if getattr(p, k) != v]
-        if odd:
-            raise ImagegenError(f"preset {preset!r} sets {', '.join(odd)}, which the mp-unet network does not "
-                                "support; use arch 'unet' with this preset, or a preset without these options")
-        net: nn.Module = MPUNet(channels, p, num_classes)
-    else:
-        net = UNet(channels, PRESETS[preset], num_classes)
-    return Denoiser(net, sigma_data=sigma_data, num_classes=num_classes, precond=precond)
-
-
-def denoiser_for(mc) -> nn.Module:
-    """The Denoiser a :class:`imagegen.config.ModelConfig` describes."""
-    return build_denoiser(mc.preset, mc.channels, mc.num_classes, mc.sigma_data, mc.precond, mc.arch)

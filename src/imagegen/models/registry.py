@@ -1,0 +1,58 @@
+"""Building the Denoiser a :class:`~imagegen.config.ModelConfig` describes.
+
+``NETWORKS`` maps a config's ``arch`` to the network family: ``unet`` (the GroupNorm
+residual UNet of :mod:`imagegen.models.unet`) or ``mp-unet`` (EDM2's magnitude-preserving
+UNet, :mod:`imagegen.models.mpunet`); the formulation comes from
+:func:`imagegen.models.precond.make_precond`. Nothing outside this module and the
+preconditioning registry branches on these names.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ImagegenError
+from .denoiser import PreconditionedDenoiser
+from .precond import make_precond
+from .unet import PRESETS, UNet, UNetPreset, check_preset
+
+
+def _mp_unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int) -> nn.Module:
+    from .mpunet import MPUNet
+
+    # the magnitude-preserving network has its own normalisation and always runs on pixels
+    # with an upsampling convolution: a preset that asks for anything else cannot be honoured
+    odd = [f"{k}={getattr(preset, k)!r}" for k, v in (("patch", 1), ("up_conv", True), ("norm", "group"))
+           if getattr(preset, k) != v]
+    if odd:
+        raise ImagegenError(f"preset {preset_name!r} sets {', '.join(odd)}, which the mp-unet network does not "
+                            "support; use arch 'unet' with this preset, or a preset without these options")
+    return MPUNet(channels, preset, num_classes)
+
+
+def _unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int) -> nn.Module:
+    return UNet(channels, preset, num_classes)
+
+
+NETWORKS: dict[str, Callable[[int, str, UNetPreset, int], nn.Module]] = {"unet": _unet, "mp-unet": _mp_unet}
+
+
+def build_denoiser(mc: ModelConfig, device: torch.device | str | None = None) -> PreconditionedDenoiser:
+    """The Denoiser ``mc`` describes (fresh weights), on ``device`` (default CPU).
+
+    Example:
+        >>> D = build_denoiser(ModelConfig(preset="unet-tiny", resolution=8, num_classes=10))
+        >>> D.precond.name, D.num_classes
+        ('flow', 10)
+    """
+    check_preset(mc.preset)
+    if mc.arch not in NETWORKS:
+        raise ImagegenError(f"unknown network {mc.arch!r}; known: {', '.join(NETWORKS)}")
+    net = NETWORKS[mc.arch](mc.channels, mc.preset, PRESETS[mc.preset], mc.num_classes)
+    denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data), channels=mc.channels,
+                                      resolution=mc.resolution, num_classes=mc.num_classes)
+    return denoiser.to(device) if device is not None else denoiser

@@ -1,0 +1,195 @@
+"""``imagegen.train``: settle a run's config, set up device and processes, and train.
+
+A run's config comes from one of three places, and overrides apply on top of it:
+
+- a new run without a config: the defaults (:mod:`imagegen.config`) for the data set's size,
+  channels and classes;
+- a new run with a config (a ``RunConfig`` or a TOML file): that config;
+- ``resume=True``: the config stored in the run's latest checkpoint.
+
+Overrides are ``budget``/``steps`` (giving either replaces both limits; an unset one means
+"no limit"), ``preset``, ``conditional`` and any :class:`~imagegen.config.TrainConfig` field.
+On a resumed run only the limits and the settings that do not change the trained model
+(``RESUMABLE``) may differ from the stored config; anything else is refused, naming the
+fix, because it would silently turn the run into another one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..checkpoint import latest_checkpoint, load_checkpoint
+from ..config import ModelConfig, RunConfig, TrainConfig
+from ..data import load_dataset
+from ..device import autocast_dtype, resolve_device
+from ..distributed import barrier, init
+from ..errors import ImagegenError
+from ..models.unet import check_preset, preset_for_resolution
+from .fid_monitor import FidMonitor, fid_interval
+from .loop import run_loop
+from .schedule import parse_duration
+from .trainer import Trainer
+
+# TrainConfig fields a resumed run may change: limits, bookkeeping and machine settings.
+RESUMABLE = frozenset({"budget_seconds", "steps", "sample_every_seconds", "checkpoint_every_seconds",
+                       "keep_checkpoints", "threads", "batch_shards", "fid_every_seconds", "fid_samples",
+                       "fid_steps"})
+_MODEL_OVERRIDES = ("preset", "conditional")
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def with_limits(tc: TrainConfig, budget: str | float | None, steps: int | None) -> TrainConfig:
+    """``tc`` with a new time budget and step count; an unset one becomes "no limit" (0)."""
+    return replace(tc, budget_seconds=parse_duration(budget) if budget is not None else 0.0, steps=int(steps or 0))
+
+
+def _check_override_names(overrides: dict[str, Any]) -> None:
+    known = ("budget", "steps", *_MODEL_OVERRIDES, *_TRAIN_FIELDS)
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ImagegenError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+def apply_overrides(config: RunConfig, data: str | Path, num_classes: int, resolution: int,
+                    **overrides: Any) -> RunConfig:
+    """``config`` with ``overrides`` (None values ignored) applied; see the module docstring.
+
+    Example:
+        >>> cfg = apply_overrides(RunConfig(data="d"), "d", 10, 28, budget="1m", lr=1e-3)
+        >>> cfg.train.budget_seconds, cfg.train.lr
+        (60.0, 0.001)
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _check_override_names(overrides)
+    tc = config.train
+    budget, steps = overrides.pop("budget", None), overrides.pop("steps", None)
+    if budget is not None or steps is not None:
+        tc = with_limits(tc, budget, steps)
+    mc = config.model
+    if "preset" in overrides:
+        check_preset(overrides["preset"])
+        mc = replace(mc, preset=overrides.pop("preset"))
+    if "conditional" in overrides:
+        mc = replace(mc, num_classes=num_classes if overrides.pop("conditional") else 0)
+    tc = replace(tc, **overrides)
+    return replace(config, data=str(data), model=mc, train=tc)
+
+
+def make_config(data: str | Path, **overrides: Any) -> RunConfig:
+    """The default RunConfig for a prepared data set, with ``overrides`` applied.
+
+    Example:
+        >>> cfg = make_config("data/mnist5k", budget="10m", batch_size=64)
+    """
+    _check_override_names({k: v for k, v in overrides.items() if v is not None})
+    ds = load_dataset(data)
+    preset = overrides.get("preset") or preset_for_resolution(ds.resolution)
+    check_preset(preset)
+    mc = ModelConfig(preset=preset, resolution=ds.resolution, channels=ds.channels, num_classes=ds.num_classes)
+    return apply_overrides(RunConfig(data=str(data), model=mc), data, ds.num_classes, ds.resolution, **overrides)
+
+
+def _check_resume(stored: RunConfig, wanted: RunConfig, out: Path) -> None:
+    """Refuse a resumed config that differs from the stored one in anything but RESUMABLE settings."""
+    changes = []
+    for section in ("model", "sample"):
+        a, b = dataclasses.asdict(getattr(stored, section)), dataclasses.asdict(getattr(wanted, section))
+        changes += [(f"{section}.{k}", a[k], b[k]) for k in a if a[k] != b[k]]
+    a, b = dataclasses.asdict(stored.train), dataclasses.asdict(wanted.train)
+    changes += [(f"train.{k}", a[k], b[k]) for k in a if a[k] != b[k] and k not in RESUMABLE]
+    if changes:
+        name, was, now = changes[0]
+        raise ImagegenError(f"{name} = {now!r} conflicts with the resumed run in {out}, which was trained with "
+                            f"{name} = {was!r}; drop that setting to continue the run, or start a new run "
+                            "with another --out")
+
+
+def fid_monitor_for(config: RunConfig, out: Path, *, progress: bool, precision: str) -> FidMonitor:
+    """The training-time FID check of a run: the data set's evaluator (trained first if the
+    data set has none) and the reference features ``imagegen evaluate`` caches."""
+    from ..evaluation import reference_features
+    from ..features import load_evaluator
+    from ..metrics import gaussian_stats
+
+    evaluator = load_evaluator(config.data, train_if_missing=True, progress=progress)
+    mu, sigma = gaussian_stats(reference_features(config.data, evaluator, evaluator.arch, progress=progress))
+    sc = replace(config.sample, cfg=1.0, steps=config.train.fid_steps)
+    return FidMonitor(evaluator, mu, sigma, samples=config.train.fid_samples, sample_config=sc, run=out,
+                      precision=precision)
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    *,
+    config: RunConfig | str | Path | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    compile: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train a model on a prepared data set into the run folder ``out``.
+
+    Stops at the time budget or step count, whichever comes first; Ctrl-C saves a
+    checkpoint first. ``config`` is a RunConfig or a TOML file; ``overrides`` (``budget``,
+    ``steps``, ``preset``, ``conditional``, ``batch_size``, ``lr``, ``seed``, ...) apply on top
+    of it. ``resume=True`` continues from the latest checkpoint in ``out`` (a new
+    ``budget``/``steps`` extends it). ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    Under torchrun every process calls this; rank 0 writes. Returns a summary dict.
+
+    Example:
+        >>> imagegen.train("data/mnist5k", "runs/mnist", budget="10m")
+        >>> imagegen.train("data/mnist5k", "runs/fast", config="my.toml", lr=1e-3, device="cuda")
+    """
+    dev = resolve_device(device)  # bad device settings fail before any work
+    autocast_dtype(precision, dev)
+    out = Path(out)
+    latest = latest_checkpoint(out)
+    if resume and latest is None:
+        raise ImagegenError(f"--resume: no checkpoint in {out / 'checkpoints'}; start without --resume")
+    if not resume and latest is not None:
+        raise ImagegenError(f"{out} already holds a trained run; pass --resume to continue it or choose another --out")
+    ds = load_dataset(data)
+    if isinstance(config, (str, Path)):
+        config = RunConfig.load(config)
+    resumed = load_checkpoint(latest) if resume and latest is not None else None
+    if config is None and resumed is None:
+        config = make_config(data, **overrides)
+    else:
+        base = config if config is not None else resumed.config  # type: ignore[union-attr]
+        config = apply_overrides(base, data, ds.num_classes, ds.resolution, **overrides)
+        if resumed is not None:
+            _check_resume(resumed.config, config, out)
+    mc = config.model
+    if (ds.resolution, ds.channels) != (mc.resolution, mc.channels):
+        raise ImagegenError(
+            f"{data} holds {ds.resolution}x{ds.resolution}x{ds.channels} images but the run expects "
+            f"{mc.resolution}x{mc.resolution}x{mc.channels}; use the data set the run was trained on"
+        )
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    w = init(dev)
+    trainer = Trainer(config, out, ds.images, ds.labels, device=dev, precision=precision, compile=compile, world=w)
+    try:
+        if resumed is not None:
+            trainer.restore(resumed)
+        monitor = None
+        every = fid_interval(config, len(ds), ds.labels is not None and mc.num_classes > 0)
+        if w.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "samples").mkdir(exist_ok=True)
+            config.save(out / "config.toml")
+            if every > 0:
+                monitor = fid_monitor_for(config, out, progress=progress, precision=precision)
+        barrier()  # the other ranks wait while rank 0 prepares the run folder and the FID reference
+        return run_loop(trainer, progress, on_step, monitor, every)
+    finally:
+        trainer.close()

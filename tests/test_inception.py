@@ -36,7 +36,7 @@ def mnist() -> np.ndarray:
     """64 MNIST digits (uint8, 28x28x1) from the built-in mnist5k, else sklearn's 8x8 digits."""
     rng = np.random.default_rng(0)
     try:
-        from imagegen.data.builtin import load_mnist5k
+        from imagegen.data.builtins import load_mnist5k
 
         images = np.asarray(load_mnist5k().images)
     except ImagegenError:

@@ -8,7 +8,7 @@ reason, never an exception, so the importer accounts for every input.
 
 Sources (:func:`open_source` picks one from the SRC argument):
 
-- ``builtin:NAME``: :mod:`imagegen.data.builtin`.
+- ``builtin:NAME``: :mod:`imagegen.data.builtins`.
 - A folder, scanned recursively in sorted order (symlinked folders are not followed).
 - ``.zip`` and ``.tar`` (``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``) archives,
   read in place: nothing is extracted, so a member named ``../x`` cannot escape DEST;
@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from imagegen.data.builtin import PREFIX, BUILTINS, load_builtin, resolve_builtin
+from imagegen.data.builtins import PREFIX, BUILTINS, load_builtin, resolve_builtin
 from imagegen.data.clean import MAX_FILE_BYTES
 from imagegen.errors import ImagegenError
 

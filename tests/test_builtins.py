@@ -1,4 +1,4 @@
-"""Tests for the built-in data sets (imagegen.data.builtin): contents, determinism, safety."""
+"""Tests for the built-in data sets (imagegen.data.builtins): contents, determinism, safety."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagegen.data import builtin
-from imagegen.data.builtin import BUILTINS, BuiltinData, load_builtin
+from imagegen.data import builtins as builtin
+from imagegen.data.builtins import BUILTINS, BuiltinData, digits, load_builtin, packages, pictures
 from imagegen.errors import ImagegenError
 
 NEW = ["animals", "faces", "sprites", "icons", "textures", "shapes"]
@@ -89,16 +89,16 @@ def test_restricted_unpickler_refuses_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = _gzip_pickle(tmp_path / "evil.gz", _Evil(marker))
     with pytest.raises(ImagegenError, match=r"refusing to load '\w+\.system'") as e:
-        builtin.load_numpy_pickle(evil, "reinstall it")
+        digits.load_numpy_pickle(evil, "reinstall it")
     assert "reinstall it" in str(e.value)
     assert not marker.exists()
     # an object array needs no forbidden global, but is not a plain numeric array
     objects = _gzip_pickle(tmp_path / "obj.gz", np.array([1, "a"], dtype=object))
     with pytest.raises(ImagegenError, match="numeric numpy array"):
-        builtin.load_numpy_pickle(objects, "fix")
+        digits.load_numpy_pickle(objects, "fix")
     # a plain array loads
     plain = _gzip_pickle(tmp_path / "ok.gz", np.arange(12, dtype=np.int64).reshape(3, 4))
-    np.testing.assert_array_equal(builtin.load_numpy_pickle(plain, "fix"),
+    np.testing.assert_array_equal(digits.load_numpy_pickle(plain, "fix"),
                                   np.arange(12).reshape(3, 4))
 
 
@@ -107,7 +107,7 @@ def test_animals_refuses_tampered_file(tmp_path: Path, monkeypatch) -> None:
     shutil.copytree(_pkg("animal_mnist") / "data", copy / "data")
     label_file = copy / "data" / "Animal_MNIST" / "animal_label_version_3.gz"
     _gzip_pickle(label_file, np.zeros(10000, np.int64))  # a valid pickle, other content
-    monkeypatch.setattr(builtin, "_package_dir", lambda package, hint: copy)
+    monkeypatch.setattr(packages, "package_dir", lambda package, hint: copy)
     with pytest.raises(ImagegenError) as e:
         builtin.load_animals()
     msg = str(e.value)
@@ -150,12 +150,12 @@ def test_sprites(sprites: BuiltinData) -> None:
 
 def test_icons_subset(monkeypatch) -> None:
     # the full set (16,930 glyphs) takes ~4 s; three small fonts exercise the same code
-    full = builtin._ICON_FONTS
+    full = pictures._ICON_FONTS
     for _, stem, version in full:  # every font and charmap the full set needs is there
         assert (_pkg("qtawesome") / "fonts" / f"{stem}-{version}.ttf").is_file()
         assert (_pkg("qtawesome") / "fonts" / f"{stem}-charmap-{version}.json").is_file()
-    monkeypatch.setattr(builtin, "_ICON_FONTS", tuple(f for f in full if f[0] in ("fa6", "ei", "msc")))
-    d = builtin.load_icons()
+    monkeypatch.setattr(pictures, "_ICON_FONTS", tuple(f for f in full if f[0] in ("fa6", "ei", "msc")))
+    d = pictures.load_icons()
     assert d.images.shape == (163 + 304 + 459, 32, 32, 1) and d.images.dtype == np.uint8
     assert d.class_names == ["fa6", "ei", "msc"] and np.bincount(d.labels).tolist() == [163, 304, 459]
     assert len(set(d.keys)) == len(d.keys) and "msc.blank" not in d.keys
@@ -165,7 +165,7 @@ def test_icons_subset(monkeypatch) -> None:
     corners = ims[:, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert (corners == 255).mean() > 0.95  # ... on a white background
     assert len({im.tobytes() for im in ims}) > 0.95 * len(ims)
-    keys, images = builtin.render_icon_font("msc")  # deterministic
+    keys, images = pictures.render_icon_font("msc")  # deterministic
     np.testing.assert_array_equal(np.stack(images), ims[d.labels == 2])
     assert keys == [k for k in d.keys if k.startswith("msc.")]
 

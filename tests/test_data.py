@@ -13,7 +13,7 @@ from PIL import Image
 
 from imagegen.data import BUILTINS, PreparedDataset, describe, import_images, load_dataset
 from imagegen.data import clean, importer
-from imagegen.data.builtin import mnist5k_path
+from imagegen.data.builtins import mnist5k_path
 from imagegen.errors import ImagegenError
 
 

@@ -189,7 +189,7 @@ def test_exact_and_near_duplicates_are_reported(tmp_path: Path) -> None:
 
 def test_same_phash_but_different_digits_are_both_kept(tmp_path: Path) -> None:
     """MNIST images 646 and 790 are two different '1's with near-identical phash."""
-    from imagegen.data.builtin import load_mnist5k
+    from imagegen.data.builtins import load_mnist5k
     from imagegen.data.clean import perceptual_hash
     from imagegen.data.dedupe import hamming
 

@@ -358,7 +358,7 @@ def test_memorization_rejects_bad_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def digits_split():
-    from imagegen.data.builtin import load_digits
+    from imagegen.data.builtins import load_digits
     from imagegen.features.evaluator import fixed_split
 
     d = load_digits()

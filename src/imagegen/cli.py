@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     data = verbs.add_parser("data", help="import and inspect data sets").add_subparsers(dest="data_verb", metavar="ACTION", required=True)
-    from .data.builtin import builtin_list
+    from .data.builtins import builtin_list
 
     d = data.add_parser("import", help="import images into a prepared data set",
                         epilog=EPILOG_DATA_IMPORT.format(builtins=builtin_list()), formatter_class=raw)

@@ -10,7 +10,7 @@ Example:
     >>> print(describe(ds))  # doctest: +SKIP
 """
 
-from imagegen.data.builtin import BUILTINS
+from imagegen.data.builtins import BUILTINS
 from imagegen.data.dataset import PreparedDataset, describe, load_dataset
 from imagegen.data.importer import import_images
 from imagegen.data.preview import preview

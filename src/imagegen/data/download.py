@@ -63,7 +63,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from tqdm import tqdm
@@ -113,6 +113,18 @@ class DownloadOptions:
     max_bytes: int = 20 * 2**20  # a larger body is refused
     workers: int = 16  # concurrent downloads (threads)
     user_agent: str = DEFAULT_USER_AGENT
+
+    @classmethod
+    def with_megabytes(cls, max_download_mb: float = 20.0, **kwargs: Any) -> "DownloadOptions":
+        """Options with the body limit in MiB (``imagegen data import --max-download-mb``).
+
+        Example:
+            >>> DownloadOptions.with_megabytes(1.5).max_bytes
+            1572864
+        """
+        if not _positive(max_download_mb):
+            raise ImagegenError(f"max_download_mb must be a positive number, got {max_download_mb!r}")
+        return cls(max_bytes=int(max_download_mb * 2**20), **kwargs)
 
     def __post_init__(self) -> None:
         checks = [

@@ -151,7 +151,7 @@ def import_images(
     ``.txt``/``.csv`` list of URLs, or ``builtin:NAME``. Unusable inputs are not fatal:
     every input appears in ``DEST/report.jsonl`` (kept, duplicate or rejected with a
     reason) and rejections also in ``manifest["rejected"]``. ``mode``: center-crop, pad
-    or stretch. ``near_bits=None`` (or ``dedupe=False`` for both kinds) keeps near copies.
+    or stretch. ``near_bits=None`` or negative (or ``dedupe=False`` for both kinds) keeps near copies.
     ``labels``: ``"auto"`` (sub-folders), ``"none"`` or a CSV of ``path,label``.
     Re-running an interrupted import with the same arguments resumes it.
 
@@ -160,6 +160,8 @@ def import_images(
         >>> m["count"], m["resolution"], m["class_counts"]["0"]
         (1797, [28, 28], 178)
     """
+    if near_bits is not None and near_bits < 0:  # a negative distance: exact duplicates only
+        near_bits = None
     _check_args(size, channels, mode or "center-crop", min_size, max_aspect, near_bits)
     if shard_size < 1:
         raise ImagegenError(f"shard_size must be >= 1, got {shard_size}")

@@ -8,7 +8,7 @@ DATA   := data/mnist5k
 RUN    := runs/mnist
 OUT    := out/mnist
 
-.PHONY: demo test setup clean-demo bench bench-data bench-peers
+.PHONY: demo test setup clean-demo bench bench-data bench-peers bench-scaling
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+
+# training img/s: 1 process against torchrun on 2 processes; a GPU section when CUDA is present
+bench-scaling: $(STAMP)
+	$(BIN)/python benchmarks/scaling.py
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/import_speed.py

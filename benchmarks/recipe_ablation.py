@@ -32,7 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from imagegen.config import TrainConfig
 from imagegen.data import load_dataset
-from imagegen.fid_monitor import FidMonitor
+from imagegen.noise import training_noise
+from imagegen.training.run import fid_monitor_for
 from imagegen.training import Trainer, ema_step, make_config
 
 import presets  # noqa: F401  (registers the experimental presets the variants use)
@@ -74,7 +75,7 @@ def flops_per_image(tr: Trainer) -> float:
     x = tr.x[torch.arange(tr.config.train.batch_size)]
     lab = tr.labels[: len(x)] if tr.labels is not None else None
     with FlopCounterMode(display=False) as fc:
-        tr.loss_fn(tr.model, x, lab, generator=torch.Generator().manual_seed(0)).mean().backward()
+        tr.loss_fn(tr.model, x, lab, training_noise(0, 0, range(len(x)), x.shape[1:])).mean().backward()
     tr.model.zero_grad(set_to_none=True)
     return fc.get_total_flops() / len(x)
 
@@ -110,7 +111,8 @@ def run_variant(name: str, a: argparse.Namespace, ds) -> list[dict]:
         for f, e in emas.items():
             torch.save(e.state_dict(), Path(a.out) / name / f"ema-r{f}.pt")
 
-    mon = FidMonitor(replace(config, train=replace(config.train, fid_samples=a.n)), Path(a.out) / name, progress=False)
+    mon = fid_monitor_for(replace(config, train=replace(config.train, fid_samples=a.n)), Path(a.out) / name,
+                          progress=False, precision="auto")
     mon.sample_config = replace(mon.sample_config, sampler="dpmpp-2m", steps=10, schedule=a.schedule)
     rows = []
     for label, net in [("default", tr.ema)] + [(f"r={f}", e) for f, e in emas.items()]:

@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imagegen.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
 from imagegen.generate import resolve_schedule, sample, sampling_sigmas
 from imagegen.models.unet import PRESETS
+from imagegen.noise import training_noise
 from imagegen.samplers import evaluation_sigmas
 from imagegen.training import Trainer
 
@@ -86,7 +87,7 @@ def make_step(preset: str, batch: int, channels_last: bool, optim: str, resoluti
         tr.opt = torch.optim.Adam(tr.model.parameters(), **settings, **kind)
     x = torch.rand(batch, 1, resolution, resolution) * 2 - 1
     with FlopCounterMode(display=False) as fc:
-        tr.loss_fn(tr.model, x, torch.from_numpy(labels[:batch])).mean().backward()
+        tr.loss_fn(tr.model, x, torch.from_numpy(labels[:batch]), training_noise(0, 0, range(batch), x.shape[1:])).mean().backward()
     return tr.train_step, fc.get_total_flops(), tr
 
 

@@ -35,6 +35,7 @@ SHAPE = (32, 32, 3)
 CHILD = r"""
 import json, sys, threading, time
 from imagegen import training
+from imagegen.data import load_dataset
 peak = {"anon": 0}
 def poll():
     while True:
@@ -45,8 +46,8 @@ def poll():
 threading.Thread(target=poll, daemon=True).start()
 data, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = training.make_config(data, steps=steps, sample_every_seconds=1e9, checkpoint_every_seconds=1e9)
-ds = training.load_dataset(data)
-streaming = training.ImageBatches(ds.images, training.IN_MEMORY_BYTES).streaming
+ds = load_dataset(data)
+streaming = training.ImageBatches(ds.images).streaming
 t = time.perf_counter()
 training.train(data, out, config=cfg, progress=False)
 dt = time.perf_counter() - t

@@ -45,7 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     # ln(sigma) ~ N(p_mean, p_std^2): 0/1 is flow's logit-normal t (SD3); +0.4 shifts training
     # towards high noise, which beat 0 at equal steps for both training seeds tried (RESULTS.md,
-    # recipe ablations, session 7). EDM's own choice is -1.2/1.2.
+    # recipe ablations). EDM's own choice is -1.2/1.2.
     p_mean: float = 0.4
     p_std: float = 1.0
     label_dropout: float = 0.1  # for classifier-free guidance

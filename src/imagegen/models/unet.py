@@ -78,7 +78,7 @@ class ChannelNorm(nn.Module):
     ``layer_norm`` over the last axis of the NHWC view: on CPU it is about 3x faster than
     GroupNorm on channels_last tensors, which lets the whole network run channels_last
     (no oneDNN layout reorders around its convolutions). Measured on unet-28: a 6% faster
-    training step, and worse FID at 600 s (benchmarks/RESULTS.md, session 6).
+    training step, and worse FID at 600 s (benchmarks/RESULTS.md, recipe ablations).
     """
 
     def __init__(self, ch: int, eps: float = 1e-5):

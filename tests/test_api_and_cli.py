@@ -110,3 +110,18 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_data_import_and_train_evaluator_through_the_api_and_the_cli_agree(tmp_path):
+    import imagegen
+    from imagegen.data import load_dataset
+    from imagegen.features import evaluator_path, train_evaluator_for
+
+    imagegen.import_images("builtin:digits", tmp_path / "api", near_bits=-1, progress=False)
+    assert main(["data", "import", "builtin:digits", str(tmp_path / "cli"), "--near-bits", "-1"]) == 0
+    api, cli = load_dataset(tmp_path / "api"), load_dataset(tmp_path / "cli")
+    assert api.checksum == cli.checksum and len(api) == len(cli) == 1797
+    train_evaluator_for(tmp_path / "api", "mlp", seed=3, epochs=2, progress=False)
+    assert main(["features", "train-evaluator", str(tmp_path / "cli"), "--seed", "3", "--epochs", "2"]) == 0
+    a, b = evaluator_path(tmp_path / "api"), evaluator_path(tmp_path / "cli")
+    assert a.read_bytes() == b.read_bytes()

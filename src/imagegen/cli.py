@@ -112,7 +112,7 @@ def cmd_train_evaluator(a: argparse.Namespace) -> str:
     from .features import train_evaluator_for
 
     t0 = time.perf_counter()
-    r = train_evaluator_for(a.data, arch=a.arch, seed=a.seed)
+    r = train_evaluator_for(a.data, arch=a.arch, seed=a.seed, epochs=a.epochs)
     return (f"evaluator {a.arch}: held-out accuracy {r['held_out_accuracy']:.4f} on {r['held_out_count']} images; "
             f"saved in {Path(a.data) / 'features'} ({time.perf_counter() - t0:.1f}s)")
 
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data")
     f.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="mlp: 784-128-10 (default); cnn: a small CNN")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--epochs", type=int, help="training epochs (default: by data set size)")
     f.set_defaults(fn=cmd_train_evaluator)
 
     t = verbs.add_parser("train", help="train a diffusion model (rectified flow in an EDM-style UNet) on a prepared data set", epilog=EPILOG_TRAIN, formatter_class=raw)
@@ -240,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", help="training-time budget, e.g. 90s, 10m, 2h (default 10m); progress grids and FID checks pause its clock")
     t.add_argument("--steps", type=int, help="stop after this many optimizer steps")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--batch-size", type=int, help="images per step, over all processes (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="seed of the initial weights, data order and noise (default 0)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     t.add_argument("--preset", help="model preset (default: by image size; unet-tiny for smoke tests)")
     t.add_argument("--unconditional", action="store_true", help="ignore labels even if the data set has them")

@@ -17,8 +17,9 @@ Also: KID (:func:`kid`, Binkowski et al. 2018), improved precision and recall
 (:func:`memorization_rate`, Carlini et al. 2023) and CAS (:func:`cas`, Ravuri & Vinyals 2019;
 imports torch lazily). Pairwise distances are computed in blocks of ``batch`` rows (float64).
 
-The features come from any extractor (the data set's evaluator classifier here, Inception-v3
-later); apart from the pixel metrics and CAS these functions never see images.
+The features come from any extractor (the data set's evaluator classifier, or the standard
+FID Inception-v3 of :mod:`imagegen.features.inception`); apart from the pixel metrics and
+CAS these functions never see images.
 """
 
 from __future__ import annotations

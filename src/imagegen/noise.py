@@ -85,8 +85,3 @@ class ImageNoise:
         if like is not None and like.shape != x.shape:
             raise ValueError(f"noise for shape {tuple(like.shape)} requested from generators of {tuple(x.shape)}")
         return x.to(self.device)
-
-
-def initial_noise(shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-    """One standard-normal image per seed, each from its own generator (on the CPU)."""
-    return ImageNoise(seeds, shape)()

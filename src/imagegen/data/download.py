@@ -6,15 +6,7 @@ Example:
     >>> for item, body, reason in download(items, DownloadOptions(workers=8)):  # doctest: +SKIP
     ...     print(item.key, len(body) if body is not None else reason)
 
-The list (:func:`read_url_list`):
-
-- ``.csv`` files need a header row with a ``url`` column (any case) and may have a
-  ``label`` column; other columns are ignored, as are rows with an empty url cell.
-- Any other file is plain text: one URL per line; blank lines and lines starting with
-  ``#`` are skipped; surrounding whitespace is stripped.
-- The file must be UTF-8 (a byte-order mark is fine) and hold at least one URL.
-  Malformed URLs are *not* an error for the whole file: :func:`download` returns them as
-  failures ("invalid URL ...", "unsupported URL scheme 'ftp' ...") so the report lists them.
+The list is read by :func:`imagegen.data.url_list.read_url_list` (re-exported here).
 
 The download (:func:`download`):
 
@@ -44,8 +36,6 @@ The download (:func:`download`):
 
 from __future__ import annotations
 
-import codecs
-import csv
 import email.utils
 import http
 import http.client
@@ -62,7 +52,6 @@ import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
@@ -70,6 +59,8 @@ from tqdm import tqdm
 
 from imagegen import __version__
 from imagegen.errors import ImagegenError
+
+from .url_list import UrlItem, read_url_list  # noqa: F401  (re-exported)
 
 MAX_REDIRECTS = 5
 RETRY_AFTER_CAP = 30.0  # seconds: a longer Retry-After is shortened to this
@@ -80,22 +71,6 @@ OCTET_TYPES = {"application/octet-stream", "binary/octet-stream"}
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 DEFAULT_USER_AGENT = (f"imagegen/{__version__} (image dataset import; "
                       "+https://pypi.org/project/imagegen/)")
-
-
-@dataclass(frozen=True)
-class UrlItem:
-    """One line of a URL list.
-
-    Example:
-        >>> UrlItem(key="https://example.com/a.png", url="https://example.com/a.png",
-        ...         label="cat", line=2).label
-        'cat'
-    """
-
-    key: str  # the report name: the URL as written
-    url: str
-    label: str | None  # from a CSV 'label' column, else None
-    line: int  # 1-based line number in the list file
 
 
 @dataclass(frozen=True)
@@ -149,91 +124,6 @@ def _positive(x: object) -> bool:
 
 def _int_at_least(x: object, low: int) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= low
-
-
-# --------------------------------------------------------------------------- the list
-
-
-def read_url_list(path: str | Path) -> list[UrlItem]:
-    """Read a ``.txt`` (one URL per line) or ``.csv`` (``url`` and optional ``label``) list.
-
-    Raises :class:`ImagegenError` when the file is missing or unreadable, not UTF-8, a CSV
-    without a ``url`` column, or holds no URLs. Individual bad URLs are kept: :func:`download`
-    reports them.
-
-    Example:
-        >>> import tempfile, os
-        >>> f = os.path.join(tempfile.mkdtemp(), "urls.txt")
-        >>> _ = open(f, "w").write("# cats\\nhttps://example.com/a.png\\n\\n  https://example.com/b.jpg \\n")
-        >>> [(i.url, i.line) for i in read_url_list(f)]
-        [('https://example.com/a.png', 2), ('https://example.com/b.jpg', 4)]
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImagegenError(f"URL list '{path}' does not exist; pass a text file with one image "
-                            "URL per line, or a CSV file with a 'url' column") from None
-    except IsADirectoryError:
-        raise ImagegenError(f"URL list '{path}' is a folder; pass a text file with one image URL "
-                            "per line, or a CSV file with a 'url' column") from None
-    except OSError as e:
-        raise ImagegenError(f"cannot read URL list '{path}': {e.strerror or e}; check the path "
-                            "and its permissions") from None
-    try:
-        text = codecs.decode(data, "utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ImagegenError(f"URL list '{path}' is not UTF-8 text (bad byte at line {line}); "
-                            "save it as UTF-8 and try again") from None
-    items = _read_csv(path, text) if path.suffix.lower() == ".csv" else _read_txt(text)
-    if not items:
-        what = ("rows with a value in the 'url' column" if path.suffix.lower() == ".csv"
-                else "URLs (one per line; lines starting with # are comments)")
-        raise ImagegenError(f"URL list '{path}' holds no URLs; add {what}")
-    return items
-
-
-def _read_txt(text: str) -> list[UrlItem]:
-    items = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        url = line.strip()
-        if url and not url.startswith("#"):
-            items.append(UrlItem(key=url, url=url, label=None, line=number))
-    return items
-
-
-def _read_csv(path: Path, text: str) -> list[UrlItem]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    items: list[UrlItem] = []
-    url_col = label_col = -1
-    start = 1
-    try:
-        for row in reader:
-            line, start = start, reader.line_num + 1
-            if url_col < 0:  # the header row
-                names = [c.strip().lower() for c in row]
-                if "url" not in names:
-                    shown = ", ".join(repr(c) for c in row[:6]) or "nothing"
-                    raise ImagegenError(
-                        f"URL list '{path}' has no 'url' column (line {line} has {shown}); make the "
-                        "first row a header naming the URL column 'url' (and optionally a 'label' "
-                        "column), or use a .txt file with one URL per line")
-                url_col = names.index("url")
-                label_col = names.index("label") if "label" in names else -1
-                continue
-            url = row[url_col].strip() if url_col < len(row) else ""
-            if not url:
-                continue
-            label = row[label_col].strip() if 0 <= label_col < len(row) else ""
-            items.append(UrlItem(key=url, url=url, label=label or None, line=line))
-    except csv.Error as e:
-        raise ImagegenError(f"URL list '{path}' line {reader.line_num}: malformed CSV ({e}); fix "
-                            "the quoting on that line") from None
-    if url_col < 0:
-        raise ImagegenError(f"URL list '{path}' is empty; a CSV list needs a header row with a "
-                            "'url' column, then one URL per row")
-    return items
 
 
 # --------------------------------------------------------------------------- downloading

@@ -55,12 +55,12 @@ def _check_override_names(overrides: dict[str, Any]) -> None:
         raise ImagegenError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
-def apply_overrides(config: RunConfig, data: str | Path, num_classes: int, resolution: int,
+def apply_overrides(config: RunConfig, data: str | Path, num_classes: int,
                     **overrides: Any) -> RunConfig:
     """``config`` with ``overrides`` (None values ignored) applied; see the module docstring.
 
     Example:
-        >>> cfg = apply_overrides(RunConfig(data="d"), "d", 10, 28, budget="1m", lr=1e-3)
+        >>> cfg = apply_overrides(RunConfig(data="d"), "d", 10, budget="1m", lr=1e-3)
         >>> cfg.train.budget_seconds, cfg.train.lr
         (60.0, 0.001)
     """
@@ -91,7 +91,7 @@ def make_config(data: str | Path, **overrides: Any) -> RunConfig:
     preset = overrides.get("preset") or preset_for_resolution(ds.resolution)
     check_preset(preset)
     mc = ModelConfig(preset=preset, resolution=ds.resolution, channels=ds.channels, num_classes=ds.num_classes)
-    return apply_overrides(RunConfig(data=str(data), model=mc), data, ds.num_classes, ds.resolution, **overrides)
+    return apply_overrides(RunConfig(data=str(data), model=mc), data, ds.num_classes, **overrides)
 
 
 def _check_resume(stored: RunConfig, wanted: RunConfig, out: Path) -> None:
@@ -165,7 +165,7 @@ def train(
         config = make_config(data, **overrides)
     else:
         base = config if config is not None else resumed.config  # type: ignore[union-attr]
-        config = apply_overrides(base, data, ds.num_classes, ds.resolution, **overrides)
+        config = apply_overrides(base, data, ds.num_classes, **overrides)
         if resumed is not None:
             _check_resume(resumed.config, config, out)
     mc = config.model

@@ -106,6 +106,7 @@ class Trainer:
         validate(tc)
         self.world = world or World()
         self.device = device or torch.device("cpu")
+        self.precision = precision
         self.amp = autocast_dtype(precision, self.device)
         _check_world(tc, self.world, len(images), self.device)
         self.x = ImageBatches(images)
@@ -216,13 +217,10 @@ class Trainer:
         per = 10 if mc.num_classes else 64
         labels = [c for c in range(mc.num_classes) for _ in range(per)] if mc.num_classes else None
         n = len(labels) if labels else per
-        imgs = sample(self.ema, list(range(n)), labels, self.config.sample, 100, precision=_precision(self.amp))
+        imgs = sample(self.ema, list(range(n)), labels, self.config.sample, 100, precision=self.precision)
         save_png(path, make_grid(imgs, per if mc.num_classes else 8))
 
     def done(self) -> bool:
         tc = self.config.train
         return (tc.steps > 0 and self.step >= tc.steps) or (tc.budget_seconds > 0 and self.elapsed >= tc.budget_seconds)
 
-
-def _precision(dtype: torch.dtype | None) -> str:
-    return "bf16" if dtype == torch.bfloat16 else "fp32"

@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = args.fn(args)
     except ImagegenError as e:
         rank = os.environ.get("RANK", "0")  # under torchrun every rank says it, marked with its rank
-        print(f"{'' if rank == '0' else f'rank {rank}: '}error: {e}", file=sys.stderr)
+        # one write per line, so the lines of ranks sharing a terminal or pipe do not interleave
+        sys.stderr.write(f"{'' if rank == '0' else f'rank {rank}: '}error: {e}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

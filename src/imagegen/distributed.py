@@ -72,8 +72,12 @@ def init(device: torch.device) -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any), together: every rank first waits for the others, so
+    no rank tears down its connections while rank 0 still writes (a rank that left early
+    could abort in gloo's teardown)."""
     if dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

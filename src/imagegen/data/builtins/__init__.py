@@ -1,4 +1,5 @@
-"""Built-in data sets that ship inside pip packages, so nothing is downloaded at run time.
+"""Built-in data sets read from installed packages (pip, npm, a Debian font): nothing is
+downloaded at run time.
 
 ``load_builtin("builtin:NAME")`` returns a :class:`BuiltinData`. Seeded sets are identical on
 every run. The sets, by source family (each module's docstring gives sizes, licences and
@@ -9,11 +10,14 @@ citations):
 - :mod:`~imagegen.data.builtins.faces`: ``faces`` (scikit-image's LFW subset);
 - :mod:`~imagegen.data.builtins.pictures`: ``sprites`` (arcade's Kenney sprites), ``icons``
   (qtawesome's icon fonts), ``textures`` (crops of scikit-image's photos);
-- :mod:`~imagegen.data.builtins.shapes`: ``shapes`` (procedural, with masks).
+- :mod:`~imagegen.data.builtins.shapes`: ``shapes`` (procedural, with masks);
+- :mod:`~imagegen.data.builtins.emoji`: ``emoji`` (Twemoji PNGs from the npm package
+  emoji-datasource-twitter), :mod:`~imagegen.data.builtins.emoji_noto`: ``emoji-noto``
+  (Debian's Noto Color Emoji font rendered with Pillow, the same emoji list).
 
-Data files are located by :mod:`~imagegen.data.builtins.packages` without importing the
-packages that ship them. To add a data set, write a loader that returns a
-:class:`BuiltinData` and register it in ``_REGISTRY``.
+Data files are located by :mod:`~imagegen.data.builtins.packages` (pip packages, without
+importing them) and :mod:`~imagegen.data.builtins.npm_packages` (npm packages). To add a data
+set, write a loader that returns a :class:`BuiltinData` and register it in ``_REGISTRY``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Callable
 
 from imagegen.data.builtins.builtin_data import BuiltinData
 from imagegen.data.builtins.digits import load_animals, load_digits, load_mnist5k, mnist5k_path
+from imagegen.data.builtins.emoji import load_emoji
+from imagegen.data.builtins.emoji_noto import load_emoji_noto
 from imagegen.data.builtins.faces import load_faces
 from imagegen.data.builtins.pictures import load_icons, load_sprites, load_textures
 from imagegen.data.builtins.shapes import load_shapes
@@ -35,6 +41,8 @@ __all__ = [
     "load_animals",
     "load_builtin",
     "load_digits",
+    "load_emoji",
+    "load_emoji_noto",
     "load_faces",
     "load_icons",
     "load_mnist5k",
@@ -62,6 +70,10 @@ _REGISTRY: dict[str, tuple[str, Callable[[], BuiltinData]]] = {
                  load_textures),
     "shapes": ("4,000 coloured shapes with masks, 32x32 RGB, 4 classes (procedural)",
                load_shapes),
+    "emoji": ("3,781 Twemoji, 64x64 RGBA, 9 categories (npm emoji-datasource-twitter, CC BY 4.0)",
+              load_emoji),
+    "emoji-noto": ("3,773 Noto Color Emoji, 128x128 RGBA, 9 categories (Debian font, OFL 1.1)",
+                   load_emoji_noto),
 }
 
 #: Built-in source names (as passed to ``import_images``) -> one-line descriptions.

@@ -19,4 +19,5 @@ class BuiltinData(NamedTuple):
     class_names: list[str] | None
     keys: list[str] | None = None  # stable per-image names; None means f"{i:05d}"
     masks: np.ndarray | None = None  # uint8 (N, H, W) per-pixel masks (shapes only)
-    info: dict[str, str] | None = None  # {"source": ..., "license": ..., "citation": ...}
+    info: dict[str, str] | None = None  # {"source": ..., "license": ..., "citation": ...},
+    #                                     optionally "skipped": what the loader left out

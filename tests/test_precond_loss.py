@@ -107,7 +107,8 @@ class SpyDenoiser(torch.nn.Module):
 
 def _draws(n, seed):
     g = torch.Generator().manual_seed(seed)
-    return TrainingNoise(torch.randn(n, generator=g), torch.randn(n, 1, 1, 1, generator=g), torch.rand(n, generator=g))
+    return TrainingNoise(torch.randn(n, generator=g), torch.randn(n, 1, 1, 1, generator=g), torch.rand(n, generator=g),
+                         torch.rand(n, generator=g))
 
 
 @pytest.mark.parametrize("precond", [EDM(SIGMA_DATA), RectifiedFlow()], ids=["edm", "flow"])

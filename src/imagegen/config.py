@@ -22,7 +22,7 @@ from .errors import ImagegenError
 class ModelConfig:
     """The network and its preconditioning: rectified flow (the default) or EDM (Karras et al. 2022)."""
 
-    preset: str = "unet-28"  # a key of imagegen.models.unet.PRESETS
+    preset: str = "unet-28"  # a key of imagegen.models.presets.PRESETS
     resolution: int = 28
     channels: int = 1
     num_classes: int = 0  # 0: unconditional
@@ -30,6 +30,9 @@ class ModelConfig:
     precond: str = "flow"  # "flow" (rectified flow, velocity target) or "edm" (Karras et al. 2022);
     # a config file whose [model] table has no `precond` predates flow and means "edm"
     arch: str = "unet"  # "unet" (GroupNorm residual UNet) or "mp-unet" (EDM2 magnitude-preserving)
+    # every training and sampling noise level is multiplied by this; new runs take
+    # imagegen.models.presets.noise_shift_for(resolution) (max(1, side / 32))
+    noise_shift: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class TrainConfig:
     p_mean: float = 0.4
     p_std: float = 1.0
     label_dropout: float = 0.1  # for classifier-free guidance
+    # probability of mirroring a training image left-right (Karras et al. 2020/2022's x-flip,
+    # non-leaking: a mirrored picture is still a picture of the data); -1 auto: 0.5 for colour
+    # data sets, 0 for gray ones (digits and glyphs change meaning when mirrored)
+    xflip: float = -1.0
     ema_halflife_kimg: float = 10.0
     ema_rampup: float = 0.05  # half-life <= this x images seen (0.05 beat 0.1 and 0.25: RESULTS.md)
     seed: int = 0

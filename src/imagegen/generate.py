@@ -75,16 +75,17 @@ def resolve_schedule(sc: SampleConfig, precond: Preconditioning) -> SampleConfig
     return sc
 
 
-def sampling_sigmas(sc: SampleConfig) -> torch.Tensor:
-    """The noise levels ``sc`` samples over (its schedule must be concrete: see resolve_schedule)."""
+def sampling_sigmas(sc: SampleConfig, shift: float = 1.0) -> torch.Tensor:
+    """The noise levels ``sc`` samples over (its schedule must be concrete: see resolve_schedule),
+    multiplied by the model's noise ``shift`` (:func:`imagegen.models.presets.noise_shift_for`)."""
     if sc.schedule == "auto":
         raise ValueError("schedule 'auto' depends on the model: resolve it first with resolve_schedule(sc, precond)")
-    return schedule_sigmas(sc.schedule, sc.steps, sc.sigma_min, sc.sigma_max, sc.rho)
+    return schedule_sigmas(sc.schedule, sc.steps, sc.sigma_min, sc.sigma_max, sc.rho) * shift
 
 
-def network_evaluations(sc: SampleConfig, conditional: bool) -> int:
+def network_evaluations(sc: SampleConfig, conditional: bool, shift: float = 1.0) -> int:
     """Network evaluations per image: the sampler's NFE, with guided ones counted twice."""
-    sigmas = sampling_sigmas(sc).tolist()
+    sigmas = sampling_sigmas(sc, shift).tolist()
     at = evaluation_sigmas(sc.sampler, sigmas)
     if not conditional or sc.cfg == 1.0:
         return len(at)
@@ -111,7 +112,7 @@ def sample(
         >>> imgs = sample(D, seeds=[0, 1], labels=[3, 3], sample_config=SampleConfig())  # doctest: +SKIP
     """
     sc = resolve_schedule(sample_config, denoiser.precond)
-    sigmas = sampling_sigmas(sc)
+    sigmas = sampling_sigmas(sc, denoiser.precond.shift)
     fn = SAMPLERS[sc.sampler]
     shape = sample_shape(denoiser)
     device = module_device(denoiser)
@@ -231,7 +232,7 @@ class GeneratorModel:
             "sampler": sc.sampler,
             "schedule": sc.schedule,
             "steps": sc.steps,
-            "nfe": network_evaluations(sc, label is not None),
+            "nfe": network_evaluations(sc, label is not None, self.denoiser.precond.shift),
             "cfg": sc.cfg,
         }
         if sc.churn > 0:
@@ -316,6 +317,6 @@ def generate_to_folder(
         imgs = np.stack([grid[i] for i in sorted(grid)])
         cols = model.num_classes if model.num_classes and class_ is None and len(imgs) >= model.num_classes else None
         save_png(grid_path, make_grid(imgs, cols))
-    per_image = network_evaluations(sc, labels is not None)
+    per_image = network_evaluations(sc, labels is not None, model.denoiser.precond.shift)
     return {"out": str(out), "n": n, "grid": str(grid_path), "nfe_per_image": per_image,
             "seconds": time.perf_counter() - t0, "processes": w.size}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from .alpha import clear_transparent, over_checkerboard
 from .atomic import atomic_path
 from .errors import ImagegenError
 
@@ -20,7 +21,10 @@ _MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> Pillow mode
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile uint8 ``(N, H, W, C)`` images into one ``(rows*H, cols*W, C)`` image."""
+    """Tile uint8 ``(N, H, W, C)`` images into one ``(rows*H, cols*W, C)`` image; RGBA images
+    are shown over a gray checkerboard (the grid is then RGB)."""
+    if images.shape[-1] == 4:
+        images = over_checkerboard(images)
     n, h, w, c = images.shape
     cols = cols or max(1, int(np.ceil(np.sqrt(n))))
     rows = max(1, -(-n // cols))
@@ -32,12 +36,14 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
-    """uint8 ``(H, W, C)`` -> PIL image (mode L for one channel, RGB for three)."""
+    """uint8 ``(H, W, C)`` -> PIL image (mode L for one channel, RGB for three, RGBA for four)."""
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
 def save_png(path: str | Path, image: np.ndarray, text: dict[str, Any] | None = None) -> None:
-    """Write a uint8 image as PNG atomically, with ``text`` as PNG tEXt chunks."""
+    """Write a uint8 image as PNG atomically, with ``text`` as PNG tEXt chunks; RGBA keeps its
+    alpha, fully transparent pixels written as (0, 0, 0, 0)."""
+    image = clear_transparent(image)
     info = PngImagePlugin.PngInfo()
     for k, v in (text or {}).items():
         info.add_text(k, str(v))

@@ -4,8 +4,8 @@
   noise, then any noise a stochastic sampler adds) from one generator seeded with ``s + i``.
   An image therefore never changes with ``n``, the batch size, the batch it lands in, the
   device or the number of processes (EDM's ``StackedRandomGenerator`` follows the same idea).
-- Training: sample ``k`` of the global batch of step ``t`` draws its noise level, noise and
-  label-dropout coin from a generator seeded by ``(seed, t, k)``, so a step's randomness
+- Training: sample ``k`` of the global batch of step ``t`` draws its noise level, noise,
+  label-dropout coin and mirror coin from a generator seeded by ``(seed, t, k)``, so a step's randomness
   does not depend on how the batch is split over threads, processes or devices.
 
 Draws are made on the CPU (the same numbers on every machine) and moved to the device.
@@ -29,12 +29,15 @@ class TrainingNoise(NamedTuple):
     """Per-sample randomness of one training batch (CPU tensors).
 
     ``normal``: (n,) standard normal draws for the noise levels; ``noise``: (n, C, H, W)
-    standard normal noise; ``uniform``: (n,) uniform draws for label dropout.
+    standard normal noise; ``uniform``: (n,) uniform draws for label dropout; ``flip``: (n,)
+    uniform draws for the horizontal-flip augmentation (drawn last, so the other draws do
+    not depend on whether flips are used).
     """
 
     normal: torch.Tensor
     noise: torch.Tensor
     uniform: torch.Tensor
+    flip: torch.Tensor
 
     def to(self, device: torch.device | str) -> "TrainingNoise":
         return TrainingNoise(*(t.to(device, non_blocking=True) for t in self))
@@ -49,15 +52,16 @@ def training_noise(seed: int, step: int, indices: Sequence[int], shape: Sequence
         >>> bool((a.noise[2:] == b.noise).all())
         True
     """
-    normal, noise, uniform = [], [], []
+    normal, noise, uniform, flip = [], [], [], []
     for k in indices:
         g = torch.Generator().manual_seed(training_seed(seed, step, int(k)))
         normal.append(torch.randn(1, generator=g))
         noise.append(torch.randn(tuple(shape), generator=g))
         uniform.append(torch.rand(1, generator=g))
+        flip.append(torch.rand(1, generator=g))
     if not normal:
-        return TrainingNoise(torch.zeros(0), torch.zeros((0, *shape)), torch.zeros(0))
-    return TrainingNoise(torch.cat(normal), torch.stack(noise), torch.cat(uniform))
+        return TrainingNoise(torch.zeros(0), torch.zeros((0, *shape)), torch.zeros(0), torch.zeros(0))
+    return TrainingNoise(torch.cat(normal), torch.stack(noise), torch.cat(uniform), torch.cat(flip))
 
 
 class ImageNoise:

@@ -42,10 +42,11 @@ class Preconditioning(Protocol):
     """What a formulation provides to the Denoiser wrapper, the loss and the sampler."""
 
     name: ClassVar[str]
+    shift: float  # every training and sampling noise level is multiplied by this (1: none)
 
     @classmethod
-    def for_data(cls, sigma_data: float) -> "Preconditioning":
-        """The formulation for data of standard deviation ``sigma_data``."""
+    def for_data(cls, sigma_data: float, shift: float = 1.0) -> "Preconditioning":
+        """The formulation for data of standard deviation ``sigma_data``, noise levels times ``shift``."""
         ...
 
     def scalings(self, sigma: torch.Tensor) -> Scalings:
@@ -57,7 +58,7 @@ class Preconditioning(Protocol):
         ...
 
     def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
-        """Training noise levels from standard-normal draws ``normal``."""
+        """Training noise levels from standard-normal draws ``normal`` (shifted by ``shift``)."""
         ...
 
     def default_schedule(self, sampler: str) -> str:
@@ -76,11 +77,12 @@ class EDM:
     """
 
     sigma_data: float = 0.5
+    shift: float = 1.0
     name: ClassVar[str] = "edm"
 
     @classmethod
-    def for_data(cls, sigma_data: float) -> "EDM":
-        return cls(sigma_data)
+    def for_data(cls, sigma_data: float, shift: float = 1.0) -> "EDM":
+        return cls(sigma_data, shift)
 
     def scalings(self, sigma: torch.Tensor) -> Scalings:
         s2 = sigma**2 + self.sigma_data**2
@@ -90,8 +92,8 @@ class EDM:
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
     def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
-        """EDM Sec. 5: ``ln(sigma) ~ N(p_mean, p_std^2)`` (the paper uses -1.2 and 1.2)."""
-        return (normal * p_std + p_mean).exp()
+        """EDM Sec. 5: ``ln(sigma) ~ N(p_mean, p_std^2)`` (the paper uses -1.2 and 1.2), times ``shift``."""
+        return (normal * p_std + p_mean).exp() * self.shift
 
     def default_schedule(self, sampler: str) -> str:
         """EDM's Eq. 5 schedule for every sampler."""
@@ -108,12 +110,13 @@ class RectifiedFlow:
         (0.5, -0.5, 0.5)
     """
 
+    shift: float = 1.0
     name: ClassVar[str] = "flow"
 
     @classmethod
-    def for_data(cls, sigma_data: float) -> "RectifiedFlow":
+    def for_data(cls, sigma_data: float, shift: float = 1.0) -> "RectifiedFlow":
         """The flow's scalings do not depend on the data's standard deviation."""
-        return cls()
+        return cls(shift)
 
     def scalings(self, sigma: torch.Tensor) -> Scalings:
         t = sigma / (1.0 + sigma)
@@ -125,8 +128,9 @@ class RectifiedFlow:
 
     def training_sigma(self, normal: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
         """SD3's logit-normal time, ``logit(t) ~ N(p_mean, p_std^2)``; as ``logit t = ln sigma``
-        this is ``sigma = exp(p_mean + p_std z)``."""
-        return (normal * p_std + p_mean).exp()
+        this is ``sigma = exp(p_mean + p_std z)``; times ``shift``, SD3's timestep shift
+        ``t' = s t / (1 + (s - 1) t)`` (Esser et al. 2024, Sec. 5.3.2)."""
+        return (normal * p_std + p_mean).exp() * self.shift
 
     def default_schedule(self, sampler: str) -> str:
         """``linear-t`` (the flow's own Euler grid) for one-evaluation samplers, else ``karras``."""
@@ -136,8 +140,9 @@ class RectifiedFlow:
 PRECONDITIONINGS: dict[str, type] = {EDM.name: EDM, RectifiedFlow.name: RectifiedFlow}
 
 
-def make_precond(name: str, sigma_data: float) -> Preconditioning:
-    """The preconditioning object registered under ``name`` (``"edm"`` or ``"flow"``).
+def make_precond(name: str, sigma_data: float, shift: float = 1.0) -> Preconditioning:
+    """The preconditioning object registered under ``name`` (``"edm"`` or ``"flow"``), its
+    noise levels multiplied by ``shift`` (see :func:`imagegen.models.presets.noise_shift_for`).
 
     Example:
         >>> make_precond("flow", 0.5).name
@@ -145,4 +150,6 @@ def make_precond(name: str, sigma_data: float) -> Preconditioning:
     """
     if name not in PRECONDITIONINGS:
         raise ImagegenError(f"unknown preconditioning {name!r}; known: {', '.join(PRECONDITIONINGS)}")
-    return PRECONDITIONINGS[name].for_data(sigma_data)
+    if not shift > 0:
+        raise ImagegenError(f"noise_shift must be > 0, got {shift}")
+    return PRECONDITIONINGS[name].for_data(sigma_data, shift)

@@ -53,6 +53,6 @@ def build_denoiser(mc: ModelConfig, device: torch.device | str | None = None) ->
     if mc.arch not in NETWORKS:
         raise ImagegenError(f"unknown network {mc.arch!r}; known: {', '.join(NETWORKS)}")
     net = NETWORKS[mc.arch](mc.channels, mc.preset, PRESETS[mc.preset], mc.num_classes)
-    denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data), channels=mc.channels,
+    denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data, mc.noise_shift), channels=mc.channels,
                                       resolution=mc.resolution, num_classes=mc.num_classes)
     return denoiser.to(device) if device is not None else denoiser

@@ -5,14 +5,14 @@ timestep embeddings; EDM (Karras et al. 2022) feeds it ``c_noise`` instead of a 
 Conditioning (noise level and optional class) enters every residual block as a per-channel
 scale and shift after the second normalisation (adaptive group norm, "FiLM").
 
-Presets live in the ``PRESETS`` registry, keyed by name, and are chosen by resolution;
+Its hyper-parameters are a :class:`~imagegen.models.presets.UNetPreset` (the family chosen by
+image size lives in :mod:`imagegen.models.presets`);
 :func:`imagegen.models.registry.build_denoiser` wraps a network as a Denoiser.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,48 +20,7 @@ from torch import nn
 
 from ..errors import ImagegenError
 from ..labels import null_labels
-
-
-@dataclass(frozen=True)
-class UNetPreset:
-    """Architecture hyper-parameters of one preset."""
-
-    channels: tuple[int, ...]  # width per resolution level
-    blocks: int  # residual blocks per level on the way down (up: blocks + 1)
-    attn_levels: tuple[int, ...]  # levels (0 = full resolution) with self-attention
-    emb_dim: int
-    resolutions: tuple[int, ...]  # input sizes this preset is meant for
-    patch: int = 1  # >1: the network runs on patch x patch pixel blocks (pixel unshuffle)
-    up_conv: bool = True  # a 3x3 convolution after each nearest-neighbour upsampling
-    norm: str = "group"  # "group": GroupNorm (NCHW); "channel": per-pixel LayerNorm over channels (channels_last)
-
-
-PRESETS: dict[str, UNetPreset] = {
-    # ~0.8 M parameters: 28 -> 14 -> 7, attention at 7x7.
-    "unet-28": UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(28,)),
-    # same family for 32x32 (32 -> 16 -> 8).
-    "unet-32": UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(32,)),
-    # a tiny network for tests and smoke runs (any even size).
-    "unet-tiny": UNetPreset(channels=(8, 16), blocks=1, attn_levels=(1,), emb_dim=32, resolutions=()),
-}
-
-
-def check_preset(name: str) -> None:
-    """Raise an :class:`ImagegenError` listing the known presets unless ``name`` is one."""
-    if name not in PRESETS:
-        raise ImagegenError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
-
-
-def preset_for_resolution(resolution: int) -> str:
-    """Pick the default preset for an image size, e.g. 28 -> ``"unet-28"``."""
-    for name, p in PRESETS.items():
-        if resolution in p.resolutions:
-            return name
-    sizes = sorted(r for p in PRESETS.values() for r in p.resolutions)
-    raise ImagegenError(
-        f"no UNet preset for {resolution}x{resolution} images (presets exist for {sizes}); "
-        f"re-import the data with --size 28 or --size 32"
-    )
+from .presets import PRESETS, UNetPreset, check_preset, preset_for  # noqa: F401  (re-exported)
 
 
 def _groups(ch: int) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..alpha import bleed_colour
+
 IN_MEMORY_BYTES = 2 * 2**30  # uint8 training sets up to 2 GiB are read into RAM
 
 
@@ -42,7 +44,8 @@ def rank_positions(batch: int, rank: int, world_size: int) -> torch.Tensor:
 
 
 class ImageBatches:
-    """Training batches from uint8 images (N, H, W, C): float (B, C, H, W) in [-1, 1].
+    """Training batches from uint8 images (N, H, W, C): float (B, C, H, W) in [-1, 1]; the
+    colour under fully transparent RGBA pixels is filled (:func:`imagegen.alpha.bleed_colour`).
 
     Data sets up to ``in_memory_bytes`` are read into RAM once (as uint8, a quarter of
     float32); larger ones stay memory-mapped (:class:`imagegen.data.dataset.ShardedImages`)
@@ -61,4 +64,5 @@ class ImageBatches:
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
         rows = np.ascontiguousarray(self.images[np.asarray(idx)])
-        return torch.from_numpy(rows).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+        x = torch.from_numpy(rows).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+        return bleed_colour(x) if x.shape[1] == 4 else x

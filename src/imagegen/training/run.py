@@ -29,7 +29,7 @@ from ..data import load_dataset
 from ..device import autocast_dtype, resolve_device
 from ..distributed import barrier, init
 from ..errors import ImagegenError
-from ..models.unet import check_preset, preset_for_resolution
+from ..models.presets import check_preset, noise_shift_for, preset_for
 from .fid_monitor import FidMonitor, fid_interval
 from .loop import run_loop
 from .schedule import parse_duration
@@ -88,9 +88,10 @@ def make_config(data: str | Path, **overrides: Any) -> RunConfig:
     """
     _check_override_names({k: v for k, v in overrides.items() if v is not None})
     ds = load_dataset(data)
-    preset = overrides.get("preset") or preset_for_resolution(ds.resolution)
+    preset = overrides.get("preset") or preset_for(ds.resolution, ds.channels)
     check_preset(preset)
-    mc = ModelConfig(preset=preset, resolution=ds.resolution, channels=ds.channels, num_classes=ds.num_classes)
+    mc = ModelConfig(preset=preset, resolution=ds.resolution, channels=ds.channels, num_classes=ds.num_classes,
+                     noise_shift=noise_shift_for(ds.resolution))
     return apply_overrides(RunConfig(data=str(data), model=mc), data, ds.num_classes, **overrides)
 
 

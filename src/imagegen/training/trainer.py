@@ -63,10 +63,19 @@ def validate(tc: TrainConfig) -> None:
         (tc.p_std > 0, "p_std must be > 0"),
         (tc.ema_halflife_kimg >= 0, "ema_halflife_kimg must be >= 0"),
         (0 <= tc.batch_shards <= tc.batch_size, "batch_shards must be between 0 (auto) and the batch size"),
+        (tc.xflip == -1 or 0 <= tc.xflip <= 1, "xflip must be a probability in [0, 1], or -1 (auto)"),
     ]
     for ok, msg in checks:
         if not ok:
             raise ImagegenError(f"bad training setting: {msg}")
+
+
+def xflip_probability(tc: TrainConfig, channels: int) -> float:
+    """The probability of mirroring a training image: ``tc.xflip``, or in auto mode (-1)
+    0.5 for colour data sets and 0 for gray ones."""
+    if tc.xflip >= 0:
+        return tc.xflip
+    return 0.5 if channels > 1 else 0.0
 
 
 def auto_shards(tc: TrainConfig, threads: int) -> int:
@@ -110,6 +119,7 @@ class Trainer:
         self.amp = autocast_dtype(precision, self.device)
         _check_world(tc, self.world, len(images), self.device)
         self.x = ImageBatches(images)
+        self.xflip = xflip_probability(tc, mc.channels)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if (labels is not None and mc.num_classes) else None
         torch.manual_seed(tc.seed)  # parameter initialisation only, on the CPU: the same on every device
         model = build_denoiser(mc)
@@ -171,6 +181,8 @@ class Trainer:
         x = self.x[rows].to(self.device, non_blocking=True)
         lab = self.labels[rows].to(self.device, non_blocking=True) if self.labels is not None else None
         noise = training_noise(tc.seed, self.step, positions.tolist(), x.shape[1:]).to(self.device)
+        if self.xflip > 0:
+            x = torch.where((noise.flip < self.xflip)[:, None, None, None], x.flip(-1), x)
         return x, lab, noise
 
     def train_step(self) -> float:

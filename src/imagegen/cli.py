@@ -58,10 +58,13 @@ EPILOG_EVALUATE = """examples:
   imagegen evaluate out/mnist --data data/mnist5k       # a folder of generated PNGs
   imagegen evaluate runs/mnist --data data/mnist5k -n 500 --features inception
 
-Reports FID (mean +- std over --seeds), KID, precision and recall (k=3), the share of
-samples memorised from the training set (nearest training image closer than 1/3 of the
-mean distance to the next 50), and for class-conditional samples the class accuracy and
-CAS (a classifier trained on the samples, tested on real held-out images). Writes the
+Reports FID (mean +- std over --seeds, with the numbers of generated and reference
+images), KID (+- std over subsets), precision and recall (k=3), the share of samples
+memorised from the training set (nearest training image closer than 1/3 of the mean
+distance to the next 50), and for class-conditional samples the class accuracy and CAS (a
+classifier trained on the samples, tested on real held-out images). --features auto (the
+default) uses the data set's evaluator when it has labels and Inception-v3 when it has
+none; RGBA images are composited on white for Inception and the memorisation test. Writes the
 JSON report and a PNG figure: training curves and samples beside their nearest
 training images.
 """
@@ -251,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 0.5 for colour data sets, 0 for gray ones)")
     t.add_argument("--fid-every", type=float, metavar="SECONDS",
                    help="FID of the EMA model every SECONDS of training, best checkpoint kept in best.json "
-                        "(default: 120 for labeled sets up to 50,000 images; 0 = off; not counted in the budget)")
+                        "(default: 120 for labeled sets up to 50,000 images; unlabeled sets: Inception-v3 as often "
+                        "as fits in 10%% of --budget; 0 = off; not counted in the budget)")
     t.add_argument("--config", help="a config.toml to train with; the options above override its settings")
     _device_options(t)
     t.set_defaults(fn=cmd_train)
@@ -282,9 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, default=2000, help="samples to generate from a run (default 2000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="evaluator network (default mlp)")
-    e.add_argument("--features", default="evaluator", metavar="evaluator|inception|PATH",
-                   help="feature network for FID, KID, precision/recall: the data set's evaluator (default), "
-                        "the standard FID Inception-v3 (slow on a CPU: a few images/s per core), or a weights file")
+    e.add_argument("--features", default="auto", metavar="auto|evaluator|inception|PATH",
+                   help="feature network for FID, KID, precision/recall: auto (default: the data set's evaluator "
+                        "when it has labels, else Inception), the data set's evaluator, the standard FID "
+                        "Inception-v3 (slow on a CPU: a few images/s per core), or a weights file")
     e.add_argument("--seeds", type=int, default=3,
                    help="FID as mean +- std over this many sample seeds (a run: n images per seed; "
                         "a folder: split into this many groups) (default 3)")

@@ -69,8 +69,10 @@ class TrainConfig:
     # 2-4 threads (1.17x faster on 2 cores, benchmarks/RESULTS.md), else 1.
     batch_shards: int = 0
     fid_every_seconds: float = -1.0  # FID during training: -1 auto (120 s for labeled sets of
-    # <= 50,000 images), 0 off; its time does not count against the budget
-    fid_samples: int = 256  # samples per training-time FID (the run's sampler, fid_steps steps, cfg 1)
+    # <= 50,000 images; unlabeled sets: Inception within 10% of the budget, training/fid_monitor.py),
+    # 0 off; its time does not count against the budget
+    fid_samples: int = 0  # samples per training-time FID (the run's sampler, fid_steps steps, cfg 1);
+    # 0 = auto: 256 with the evaluator, 128 with Inception
     fid_steps: int = 10
 
 

@@ -1,9 +1,12 @@
 """Evaluation of generated images against a prepared data set (``imagegen evaluate``).
 
 A report holds FID (Heusel et al. 2017), computed on the features of the data set's evaluator
-classifier or on Inception-v3 pool3 features (``--features inception``), with KID,
-precision/recall and the memorised fraction, and, with the evaluator, the confident fraction,
-class accuracy and CAS.
+classifier or on Inception-v3 pool3 features (``--features auto``, the default, takes the
+evaluator for a labelled data set and Inception for an unlabeled one), with the numbers of
+generated and reference images, KID (Binkowski et al. 2018) with its std over subsets,
+precision/recall (Kynkäänniemi et al. 2019) and the memorised fraction (Carlini et al. 2023),
+and, with the evaluator, the confident fraction, class accuracy and CAS. RGBA images are
+composited on white for Inception and the memorisation test (:mod:`imagegen.colour`).
 
 - :mod:`.reference`: the cached reference features of a data set;
 - :mod:`.pipeline`: :func:`evaluate_images`, the metrics of uint8 images;

@@ -5,23 +5,30 @@
 - FID (Heusel et al. 2017) against the data set's reference features
   (:mod:`imagegen.evaluation.reference`), as the mean and spread over sample-seed groups
   (:func:`imagegen.metrics.fid_groups`) and pooled over all images;
-- KID (Binkowski et al. 2018) and improved precision and recall with k = 3 (Kynkäänniemi et
-  al. 2019);
+- KID (Binkowski et al. 2018): the mean and std of the unbiased MMD^2 over ``KID_SUBSETS``
+  random subsets of ``min(1000, n, n_reference)`` rows per side (:func:`imagegen.metrics.kid`);
+- improved precision and recall with k = 3 (Kynkäänniemi et al. 2019), the generated images
+  against as many reference images (a fixed seeded subset when there are more);
 
 and from the images themselves:
 
 - the memorised fraction (Carlini et al. 2023): images whose pixel-L2 distance to the nearest
-  training image is below ``MEMORIZATION_RATIO`` = 1/3 of the mean distance to the next 50,
-  searched among at most ``MEMORIZATION_MAX_TRAIN`` training images;
+  training image is below ``MEMORIZATION_RATIO`` = 1/3 of the mean distance to the next 50
+  (all others in a data set of at most 50 images), searched among at most
+  ``MEMORIZATION_MAX_TRAIN`` training images (:func:`near_copy_ratios`: RGBA images and
+  training images are first composited on white, as for Inception);
 - with the data set's evaluator classifier (labelled data sets): the fraction classified with
   confidence > ``CONFIDENCE_THRESHOLD`` = 0.9 and, for class labels, the class accuracy;
 - with class labels and a labelled data set: CAS (Ravuri & Vinyals 2019), a classifier trained
   on the generated images and tested on the data set's real held-out split.
 
-The features are those of the data set's evaluator classifier by default
-(:mod:`imagegen.features.evaluator`; ``--features evaluator``), or of Inception-v3 pool3, the
-standard FID features (``--features inception``, :mod:`imagegen.features.inception`), or of a
-weights file (a ``.safetensors`` file is read as an evaluator, anything else as Inception).
+The features (``--features``, :func:`resolve_features`): ``auto`` (the default) takes the data
+set's evaluator classifier (:mod:`imagegen.features.evaluator`) when the data set has labels
+and Inception-v3 pool3, the standard FID features (:mod:`imagegen.features.inception`; gray
+repeated to RGB, RGBA composited on white, :mod:`imagegen.colour`), when it has none;
+``evaluator`` and ``inception`` ask for one of them, and a weights path for a file (a
+``.safetensors`` file is read as an evaluator, anything else as Inception). The report's
+``features`` entry names the features used and the ``--features`` value asked for.
 
 Example:
     >>> report = evaluate_images(samples, "data/mnist", labels=classes)  # doctest: +SKIP
@@ -36,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ..colour import ALPHA_BACKGROUND, composite_alpha
 from ..errors import ImagegenError
 from ..features import Evaluator, FeatureExtractor, load_evaluator
 from ..metrics import (
@@ -51,19 +59,57 @@ from ..metrics import (
 )
 from .reference import reference_features
 
-__all__ = ["CONFIDENCE_THRESHOLD", "MEMORIZATION_RATIO", "MEMORIZATION_MAX_TRAIN", "evaluate_images"]
+__all__ = ["CONFIDENCE_THRESHOLD", "KID_SUBSETS", "MEMORIZATION_RATIO", "MEMORIZATION_MAX_TRAIN",
+           "MEMORIZATION_NEIGHBOURS", "PR_K", "evaluate_images", "near_copy_ratios", "resolve_features"]
 
 CONFIDENCE_THRESHOLD = 0.9
 MEMORIZATION_RATIO = 1 / 3  # Carlini et al. 2023
 MEMORIZATION_MAX_TRAIN = 50_000  # training images searched for nearest neighbours
+MEMORIZATION_NEIGHBOURS = 50  # the ratio's denominator: mean distance to the next 50 (Carlini et al.)
+KID_SUBSETS = 100  # subsets KID averages over (Binkowski et al. 2018)
+PR_K = 3  # neighbours of improved precision/recall (Kynkäänniemi et al. 2019)
+
+
+def resolve_features(features: str, labelled: bool) -> str:
+    """``--features auto`` as the features it stands for: ``evaluator`` for a data set with
+    labels, ``inception`` for one without; any other value is returned unchanged.
+
+    Example:
+        >>> resolve_features("auto", False), resolve_features("auto", True)
+        ('inception', 'evaluator')
+    """
+    if features == "auto":
+        return "evaluator" if labelled else "inception"
+    return features
+
+
+def near_copy_ratios(images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: (index of the nearest training image, Carlini et al. 2023's distance ratio),
+    :func:`imagegen.metrics.memorization_ratios` on pixels, with RGBA composited on white
+    (:func:`imagegen.colour.composite_alpha`) on both sides; a ratio below
+    ``MEMORIZATION_RATIO`` marks a near-copy. The ratio's denominator is the mean distance to
+    the next ``MEMORIZATION_NEIGHBOURS`` = 50 training images, or to all other training
+    images in a set of at most 50 (at least 2 are needed).
+
+    Example:
+        >>> train = np.random.default_rng(0).integers(0, 256, (60, 4, 4, 4), dtype=np.uint8)
+        >>> idx, ratio = near_copy_ratios(train[:2], train)
+        >>> idx.tolist(), ratio.tolist()
+        ([0, 1], [0.0, 0.0])
+    """
+    if len(train_images) < 2:
+        raise ImagegenError(f"the memorisation test needs at least 2 training images, the data set "
+                            f"has {len(train_images)}; import more images")
+    neighbours = min(MEMORIZATION_NEIGHBOURS, len(train_images) - 1)
+    return memorization_ratios(composite_alpha(images), composite_alpha(train_images), neighbours=neighbours)
 
 
 def _feature_extractor(features: str, evaluator: Evaluator | None) -> tuple[FeatureExtractor, str]:
-    """The extractor named by ``--features`` (evaluator, inception or a weights path)."""
+    """The extractor named by ``--features`` (evaluator, inception or a weights path; not auto)."""
     if features == "evaluator":
         if evaluator is None:
             raise ImagegenError("this data set has no labels, so it has no evaluator; use "
-                                "--features inception")
+                                "--features auto or --features inception")
         return evaluator, evaluator.arch
     from ..features.inception import InceptionFeatures
 
@@ -71,8 +117,8 @@ def _feature_extractor(features: str, evaluator: Evaluator | None) -> tuple[Feat
         return InceptionFeatures.load(), "inception"
     path = Path(features)
     if not path.is_file():
-        raise ImagegenError(f"--features must be 'evaluator', 'inception' or a weights file; "
-                            f"{features} is none of these")
+        raise ImagegenError(f"--features must be 'auto', 'evaluator', 'inception' or a weights "
+                            f"file; {features} is none of these")
     if path.suffix == ".safetensors":
         ev = Evaluator.load(path)
         return ev, f"evaluator-{ev.sha256[:12]}"
@@ -85,7 +131,7 @@ def evaluate_images(
     data_dir: str | Path,
     *,
     labels: np.ndarray | None = None,
-    features: str = "evaluator",
+    features: str = "auto",
     arch: str = "mlp",
     seeds: int = 1,
     train_if_missing: bool = True,
@@ -95,15 +141,21 @@ def evaluate_images(
 ) -> dict[str, Any]:
     """Score uint8 ``images`` (N, H, W, C) against the prepared data set in ``data_dir``.
 
-    Returns a report with ``fid`` (mean over ``seeds`` contiguous equal groups of the
-    images, one per sample seed, with ``fid_std`` and ``fid_seeds``; ``fid_pooled`` is the
-    FID of all of them), ``kid``/``kid_std``, ``precision``/``recall`` (k=3, against as
-    many reference images), ``memorization`` (Carlini et al. 2023, pixel L2 against the
-    training images), ``confident_fraction``, and with ``labels`` ``class_accuracy`` and
-    ``cas`` (a classifier trained on the labelled images, tested on the data set's real
-    held-out split). ``features``: ``evaluator`` (the data set's classifier, ``arch``),
-    ``inception`` (standard FID Inception-v3) or a weights path. ``details``, if given,
-    receives the nearest training index and memorisation ratio of every image.
+    Returns a report with ``n`` (images scored) and ``n_reference`` (reference images),
+    ``fid`` (mean over ``seeds`` contiguous equal groups of the images, one per sample
+    seed, with ``fid_std`` and ``fid_seeds``; ``fid_pooled`` is the FID of all of them),
+    ``kid``/``kid_std`` (over ``kid_subsets`` subsets of ``kid_subset_size`` rows),
+    ``precision``/``recall`` (k = ``pr_k`` = 3, ``pr_n`` images per side),
+    ``memorization`` (Carlini et al. 2023, pixel L2 against ``memorization_train_images``
+    training images), ``alpha_background`` (RGBA data sets: the colour Inception and the
+    memorisation test composite transparency on, white), ``features`` (``name``: the features used,
+    ``requested``: the ``features`` argument), and with the data set's evaluator
+    ``confident_fraction``, and with ``labels`` ``class_accuracy`` and ``cas`` (a
+    classifier trained on the labelled images, tested on the data set's real held-out
+    split). ``features``: ``auto`` (the evaluator for a labelled data set, else
+    Inception), ``evaluator`` (the data set's classifier, ``arch``), ``inception``
+    (standard FID Inception-v3) or a weights path. ``details``, if given, receives the
+    nearest training index and memorisation ratio of every image.
 
     Example:
         >>> report = evaluate_images(samples, "data/mnist", labels=classes)  # doctest: +SKIP
@@ -148,21 +200,23 @@ def evaluate_images(
         if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= evaluator.num_classes):
             raise ImagegenError(f"class labels must lie in 0..{evaluator.num_classes - 1}, "
                                 f"got {labels.min()}..{labels.max()}")
-    extractor, name = _feature_extractor(features, evaluator)
+    extractor, name = _feature_extractor(resolve_features(features, ds.labels is not None), evaluator)
 
     ref = reference_features(data_dir, extractor, name, progress=progress)
     mu_ref, sigma_ref = gaussian_stats(ref)
     feats = np.asarray(extractor.features(images, progress=progress), np.float64)
     fids = fid_groups(feats, mu_ref, sigma_ref, seeds)
-    kid_mean, kid_std = kid(feats, ref, subsets=100, subset_size=min(1000, len(feats), len(ref)))
+    kid_size = min(1000, len(feats), len(ref))
+    kid_mean, kid_std = kid(feats, ref, subsets=KID_SUBSETS, subset_size=kid_size)
     m = min(len(ref), len(feats))
     pick = np.sort(np.random.default_rng(0).choice(len(ref), m, replace=False))
-    precision, recall = precision_recall(ref[pick], feats[:m], k=3)
+    precision, recall = precision_recall(ref[pick], feats[:m], k=PR_K)
     train_idx = np.arange(len(ds)) if len(ds) <= MEMORIZATION_MAX_TRAIN else \
         np.sort(np.random.default_rng(0).choice(len(ds), MEMORIZATION_MAX_TRAIN, replace=False))
-    nearest, ratios = memorization_ratios(images, ds.images[train_idx])
+    nearest, ratios = near_copy_ratios(images, ds.images[train_idx])
     report: dict[str, Any] = {
         "n": int(len(images)),
+        "n_reference": int(len(ref)),
         "seeds": int(seeds),
         "fid": float(np.mean(fids)),
         "fid_std": float(np.std(fids, ddof=1)) if seeds > 1 else None,
@@ -170,9 +224,14 @@ def evaluate_images(
         "fid_pooled": frechet_distance(*gaussian_stats(feats), mu_ref, sigma_ref),
         "kid": kid_mean,
         "kid_std": kid_std,
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": int(kid_size),
         "precision": precision,
         "recall": recall,
+        "pr_k": PR_K,
+        "pr_n": int(m),
         "memorization": float(np.mean(ratios < MEMORIZATION_RATIO)),
+        "memorization_train_images": int(len(train_idx)),
     }
     if evaluator is not None:
         probs = evaluator.probs(images, progress=progress)
@@ -184,8 +243,11 @@ def evaluate_images(
         report["cas"] = cas(images, labels, ds.images[held], ds.labels[held],
                             num_classes=ds.num_classes)
     report.update({
-        "features": {"name": name, "sha256": extractor.sha256, "dim": int(feats.shape[1]),
-                     "reference_images": int(len(ref))},
+        "features": {"name": name, "requested": str(features), "sha256": extractor.sha256,
+                     "dim": int(feats.shape[1]), "reference_images": int(len(ref))},
+        # RGBA: the background Inception and the memorisation test composite on (the
+        # evaluator classifier sees the 4 channels)
+        "alpha_background": list(ALPHA_BACKGROUND) if ds.channels == 4 else None,
         "evaluator": None if evaluator is None else {
             "arch": evaluator.arch, "held_out_accuracy": evaluator.held_out_accuracy,
             "held_out_confident_fraction": evaluator.extra.get("held_out_confident_fraction"),

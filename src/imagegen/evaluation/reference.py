@@ -17,7 +17,8 @@ otherwise (also when it is missing or unreadable) the features are recomputed an
 rewritten atomically. The reference images are the whole data set when it holds at most
 ``REF_MAX`` images, else ``REF_MAX`` indices drawn without replacement by
 ``numpy.random.default_rng(0)``, sorted, so every evaluation of a data set uses the same
-subset. :class:`imagegen.fid_monitor.FidMonitor` reads the same cache for the training-time FID.
+subset. :class:`imagegen.training.fid_monitor.FidMonitor` reads the same cache for the training-time FID
+(the evaluator's for a labelled data set, ``ref-feats-inception.npz`` for an unlabeled one).
 
 Example:
     >>> ref = reference_features("data/mnist", evaluator, "mlp")  # doctest: +SKIP
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..features import FeatureExtractor
 
-__all__ = ["REF_MAX", "ref_features_path", "reference_features"]
+__all__ = ["REF_MAX", "ref_features_path", "reference_cached", "reference_features"]
 
 REF_MAX = 10_000  # reference images for KID / precision / recall (all of smaller data sets)
 
@@ -44,6 +45,39 @@ REF_MAX = 10_000  # reference images for KID / precision / recall (all of smalle
 def ref_features_path(data_dir: str | Path, name: str) -> Path:
     """Where cached reference features live: ``DATA/features/ref-feats-{name}.npz``."""
     return Path(data_dir) / "features" / f"ref-feats-{name}.npz"
+
+
+def _reference_indices(n: int, max_images: int) -> np.ndarray:
+    """The data set rows the reference uses: all, or a fixed seeded subset of ``max_images``."""
+    return np.arange(n) if n <= max_images else \
+        np.sort(np.random.default_rng(0).choice(n, max_images, replace=False))
+
+
+def _read_cache(path: Path, checksum: str, sha256: str, rows: int) -> np.ndarray | None:
+    """The cached features at ``path`` if its checksum, sha256 and row count match, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if (str(z["data_checksum"]) == checksum and str(z["extractor_sha256"]) == sha256
+                    and len(z["features"]) == rows):
+                return np.array(z["features"], dtype=np.float32)
+    except (OSError, ValueError, KeyError):
+        pass  # missing, unreadable or stale
+    return None
+
+
+def reference_cached(data_dir: str | Path, name: str, sha256: str, *, max_images: int = REF_MAX) -> bool:
+    """Whether :func:`reference_features` would read ``DATA/features/ref-feats-{name}.npz`` for an
+    extractor with weights ``sha256`` instead of computing the features.
+
+    Example:
+        >>> reference_cached("data/flowers", "inception", InceptionFeatures.load().sha256)  # doctest: +SKIP
+        True
+    """
+    from ..data import load_dataset
+
+    ds = load_dataset(data_dir)
+    rows = len(_reference_indices(len(ds), max_images))
+    return _read_cache(ref_features_path(data_dir, name), ds.checksum, sha256, rows) is not None
 
 
 def reference_features(
@@ -71,15 +105,10 @@ def reference_features(
 
     ds = load_dataset(data_dir)
     path = ref_features_path(data_dir, name)
-    idx = np.arange(len(ds)) if len(ds) <= max_images else \
-        np.sort(np.random.default_rng(0).choice(len(ds), max_images, replace=False))
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if (str(z["data_checksum"]) == ds.checksum and str(z["extractor_sha256"]) == extractor.sha256
-                    and len(z["features"]) == len(idx)):
-                return np.array(z["features"], dtype=np.float32)
-    except (OSError, ValueError, KeyError):
-        pass  # missing, unreadable or stale: recompute
+    idx = _reference_indices(len(ds), max_images)
+    cached = _read_cache(path, ds.checksum, extractor.sha256, len(idx))
+    if cached is not None:
+        return cached
     chunks = []
     with tqdm(total=len(idx), desc=f"reference features ({name})", unit="img", disable=not progress,
               file=sys.stderr, delay=1.0, leave=False) as bar:

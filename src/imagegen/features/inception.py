@@ -22,10 +22,10 @@ same tensor names (:meth:`InceptionFeatures.state_dict_names`) works too.
 
 Preprocessing (:func:`preprocess`) is that of the TF / StyleGAN2-ADA / fid-helper reference:
 
-1. channels: gray is replicated to RGB (as Pillow's ``convert("RGB")`` in every FID tool);
-   RGBA is composited on white and rounded to uint8, as imagegen's data import does with
-   transparency (FID tools that read PNGs with ``convert("RGB")`` instead drop alpha: the same
-   for opaque images);
+1. channels (:func:`imagegen.colour.to_rgb`): gray is replicated to RGB (as Pillow's
+   ``convert("RGB")`` in every FID tool); straight-alpha RGBA is composited on white and
+   rounded to uint8, as imagegen's data import does with transparency (FID tools that read
+   PNGs with ``convert("RGB")`` instead drop alpha: the same for opaque images);
 2. resize to 299x299 in float32 with TensorFlow's legacy ``resize_bilinear``
    (``align_corners=False`` without half-pixel centres: output pixel ``i`` samples input
    coordinate ``i * in / 299``, edges clamped), which is what the TF graph, StyleGAN2-ADA's
@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..colour import to_rgb
 from ..errors import ImagegenError
 from .evaluator import torch_threads
 from .torchscript_weights import DEFAULT_FILE, read_weights
@@ -307,18 +308,6 @@ def resize_matrix(n_in: int, n_out: int = INPUT_SIZE) -> torch.Tensor:
     return m.float()
 
 
-def _to_rgb(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, H, W, C) with C in 1, 3, 4 -> uint8 (n, H, W, 3); alpha composited on white."""
-    c = images.shape[-1]
-    if c == 3:
-        return images
-    if c == 1:
-        return np.repeat(images, 3, axis=-1)
-    alpha = images[..., 3:].astype(np.float32) / 255.0
-    rgb = images[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
 def _check_images(images: Any) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 3:
@@ -339,7 +328,7 @@ def preprocess(images: np.ndarray) -> torch.Tensor:
 
     Gray -> RGB, RGBA on white, TF legacy bilinear resize, ``x / 128 - 1`` (module docstring).
     """
-    rgb = _to_rgb(_check_images(images))
+    rgb = to_rgb(_check_images(images))
     # np.array copies: dataset memmaps are read-only, which torch.from_numpy warns about
     x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(0, 3, 1, 2)
     h, w = x.shape[2:]

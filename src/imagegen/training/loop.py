@@ -26,15 +26,14 @@ from .trainer import Trainer
 LOG_EVERY_SECONDS = 5.0
 
 
-def _check_fid(tr: Trainer, monitor: FidMonitor, log: IO[str], checkpoint: Path | None = None) -> float:
-    """Score the EMA model, log it, and keep the checkpoint when it is the best so far."""
-    fid = monitor.score(tr.ema)
-    log.write(json.dumps({"step": tr.step, "nimg": tr.nimg, "elapsed": round(tr.elapsed, 2),
-                          "fid": round(fid, 4)}) + "\n")
+def _check_fid(tr: Trainer, monitor: FidMonitor, log: IO[str], checkpoint: Path | None = None) -> dict[str, Any]:
+    """Check the EMA model (FID, near-copies), log it, and keep the checkpoint when it is the best so far."""
+    result = monitor.check(tr.ema)
+    log.write(json.dumps({"step": tr.step, "nimg": tr.nimg, "elapsed": round(tr.elapsed, 2), **result}) + "\n")
     log.flush()
-    if monitor.is_best(fid):
-        monitor.mark_best(checkpoint or tr.save(), tr.step, fid)
-    return fid
+    if monitor.is_best(result["fid"]):
+        monitor.mark_best(checkpoint or tr.save(), tr.step, result["fid"])
+    return result
 
 
 def run_loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | None,
@@ -81,7 +80,7 @@ def run_loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | No
                 last_sample = tr.elapsed
             if monitor is not None and tr.elapsed - last_fid >= fid_every and not tr.done():
                 t0 = time.perf_counter()
-                fid_text = f" FID {_check_fid(tr, monitor, log):.2f}"
+                fid_text = " " + monitor.text(_check_fid(tr, monitor, log))
                 t_start += time.perf_counter() - t0  # FID time does not count against the budget
                 last_fid = tr.elapsed
             if tr.elapsed - last_ckpt >= tc.checkpoint_every_seconds and not tr.done():
@@ -101,7 +100,7 @@ def run_loop(tr: Trainer, show: bool, on_step: Callable[[int, float], None] | No
     path = tr.save()
     try:
         if monitor is not None and not interrupted:
-            summary["fid"] = _check_fid(tr, monitor, log, checkpoint=path)
+            summary["fid"] = _check_fid(tr, monitor, log, checkpoint=path)["fid"]
     finally:
         log.close()
     grid = tr.out / "samples" / f"grid-{tr.step:08d}.png"

@@ -111,17 +111,30 @@ def _check_resume(stored: RunConfig, wanted: RunConfig, out: Path) -> None:
 
 
 def fid_monitor_for(config: RunConfig, out: Path, *, progress: bool, precision: str) -> FidMonitor:
-    """The training-time FID check of a run: the data set's evaluator (trained first if the
-    data set has none) and the reference features ``imagegen evaluate`` caches."""
+    """The training-time check of a run, in the features of ``imagegen evaluate --features auto``:
+    the data set's evaluator (trained first if the data set has none) for a labelled data set,
+    Inception-v3 for an unlabeled one, with the reference features ``imagegen evaluate``
+    caches; data sets of fewer than ``NEAR_COPY_MAX_IMAGES`` images also get the near-copy
+    share (:mod:`imagegen.training.fid_monitor`)."""
     from ..evaluation import reference_features
+    from ..evaluation.pipeline import resolve_features
     from ..features import load_evaluator
     from ..metrics import gaussian_stats
+    from .fid_monitor import NEAR_COPY_MAX_IMAGES, fid_sample_count
 
-    evaluator = load_evaluator(config.data, train_if_missing=True, progress=progress)
-    mu, sigma = gaussian_stats(reference_features(config.data, evaluator, evaluator.arch, progress=progress))
+    ds = load_dataset(config.data)
+    if resolve_features("auto", ds.labels is not None) == "evaluator":
+        extractor: Any = load_evaluator(config.data, train_if_missing=True, progress=progress)
+        name = extractor.arch
+    else:
+        from ..features.inception import InceptionFeatures
+
+        extractor, name = InceptionFeatures.load(), "inception"
+    mu, sigma = gaussian_stats(reference_features(config.data, extractor, name, progress=progress))
     sc = replace(config.sample, cfg=1.0, steps=config.train.fid_steps)
-    return FidMonitor(evaluator, mu, sigma, samples=config.train.fid_samples, sample_config=sc, run=out,
-                      precision=precision)
+    return FidMonitor(extractor, mu, sigma, samples=fid_sample_count(config, name), sample_config=sc, run=out,
+                      precision=precision, features=name,
+                      train_images=ds.images if len(ds) < NEAR_COPY_MAX_IMAGES else None)
 
 
 def train(

@@ -132,6 +132,11 @@ def test_ratio_uses_the_mean_over_imagegen_sets_of_n_and_reports_the_first_alone
     ev.update(n=100, seeds=1, fid=0.25, fid_std=None, fid_seeds=[0.25])
     md = run.report(res)
     assert "4.00 / 0.25 = 16.0x (one set of 100)" in md and "first set alone" not in md
+    # with both modes, unguided (the headline) comes first
+    res["contenders"]["imagegen"]["generate"] = {"guided": {"cfg": None, "evaluation": dict(ev, fid=0.4)},
+                                                 "unguided": {"cfg": 1.0, "evaluation": ev}}
+    md = run.report(res)
+    assert md.index("imagegen unguided FID") < md.index("imagegen guided FID")
 
 
 def test_a_failed_imagegen_mode_is_reported_not_ranked():
@@ -186,7 +191,7 @@ def test_report_of_a_failed_real_row_and_missing_peer():
     assert "- real vs real:" not in md
 
 
-def test_run_arguments_default_to_mnist5k_and_take_a_colour_set():
+def test_run_arguments_default_to_mnist5k_and_take_a_colour_set(tmp_path, monkeypatch):
     a = run.parse_args([])
     assert a.data == bench_data.DEFAULT_DATA.resolve() and a.source is None and a.size is None
     assert a.n is None and a.metrics == "auto" and a.draws is None and a.budget == 600
@@ -195,6 +200,11 @@ def test_run_arguments_default_to_mnist5k_and_take_a_colour_set():
     assert a.source == "builtin:emoji" and a.data == Path("data/emoji32").resolve() and a.size == 32
     assert a.budget == 300 and a.metrics == "inception" and a.n == 500
     assert run.parse_args(["-n", "64"]).n == 64
+    # a local SRC is made absolute (the children run from the repository root); builtin:NAME is kept
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pictures").mkdir()
+    assert run.parse_args(["--import", "pictures", "--data", "d"]).source == str(tmp_path / "pictures")
+    assert run.parse_args(["--import", "builtin:emoji", "--data", "d"]).data == tmp_path / "d"
     assert "real" in run.parse_args([]).only
     for bad in (["-n", "1"], ["--size", "0"], ["--metrics", "fid"], ["--only", "real,bogus"], ["--budget", "0"],
                 ["--draws", "0"]):

@@ -132,7 +132,8 @@ def report(results: dict[str, Any]) -> str:
     if peers:
         best = min(peers)
         for name in ("imagegen", "imagegen-short"):
-            for mode in (c.get(name) or {}).get("generate", {}):
+            modes = (c.get(name) or {}).get("generate", {})
+            for mode in sorted(modes, key=lambda m: m != "unguided"):  # unguided, the headline, first
                 ev = evaluation_of(c, name, mode)
                 if f := ev.get("fid"):
                     fids = ev.get("fid_seeds") or []

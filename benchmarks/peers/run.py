@@ -2,10 +2,11 @@
 diffusion libraries on the same data set, budget, thread count and evaluator.
 
 Stages, one after another (never two contenders at once), each printed with its time:
-  1. the peers' virtual environment (default benchmarks/peers/.venv), created when missing
-     or when its stamp does not match the pinned versions below;
-  2. the data set (--data, default data/mnist5k): imported with `imagegen data import SRC DIR
+  1. the data set (--data, default data/mnist5k): imported with `imagegen data import SRC DIR
      [--size N]` when DIR holds none (SRC: --import, or builtin:mnist5k for the default DIR);
+  2. the peers' virtual environment (default benchmarks/peers/.venv), created when missing
+     or when its stamp does not match the pinned versions below (skipped when the peers have
+     no configuration for the data set's size);
   3. the fp32 matmul GFLOP/s ceiling in both environments, interleaved, same thread count;
   4. speed probes (--timing matched, the default): each contender's clean training speed in
      alternating rounds; each then trains for the steps its budget buys at that speed, so load
@@ -344,6 +345,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.short_budget <= 0 and "imagegen-short" in a.only:
         a.only.remove("imagegen-short")
     a.out, a.venv, a.data = a.out.resolve(), a.venv.resolve(), a.data.resolve()
+    if a.source and Path(a.source).expanduser().exists():  # a local SRC: children run from the repository root
+        a.source = str(Path(a.source).expanduser().resolve())
     return a
 
 

@@ -60,9 +60,11 @@ bench-data: $(STAMP)
 	$(BIN)/python benchmarks/import_speed.py
 	$(BIN)/python benchmarks/train_streaming.py
 
-# imagegen against diffusers and denoising-diffusion-pytorch (~1.5 h; benchmarks/peers/README.md).
+# imagegen against diffusers and denoising-diffusion-pytorch (benchmarks/peers/README.md): on
+# data/mnist5k by default (~1.5 h), or on a colour data set at a size, scored with Inception FID/KID:
+#   make bench-peers PEERS_ARGS="--import builtin:emoji --data data/emoji32 --size 32 --budget 600 --metrics inception"
 # The peers get their own venv, benchmarks/peers/.venv (torch 2.14.1, ~5.5 GB), made on first use.
-# Options go through PEERS_ARGS, e.g. make bench-peers PEERS_ARGS="--only imagegen --budget 300".
+# Other options go through PEERS_ARGS too, e.g. PEERS_ARGS="--only imagegen --budget 300".
 bench-peers: $(STAMP)
 	$(BIN)/python benchmarks/peers/run.py $(PEERS_ARGS)
 

@@ -1,6 +1,7 @@
-"""What the peer scripts share: arguments, reading imagegen's prepared data, the LR schedule
-and the EMA. Plain numpy/torch, so it runs in each peer's own virtual environment (the peer
-scripts import it from their own folder; they do not import imagegen)."""
+"""What the peer scripts share: arguments, reading imagegen's prepared data, the LR schedule,
+the EMA and writing samples. Plain numpy/torch, so it runs in each peer's own virtual
+environment (the peer scripts import it from their own folder; they do not import imagegen).
+How each peer is configured for a data set's size and channels is in peer_configs.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 
-def parse_args(doc: str, batch: int) -> argparse.Namespace:
+def parse_args(doc: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="a prepared imagegen data set (data/mnist5k)")
     p.add_argument("out", help="folder for the sample PNGs and peer.json")
@@ -27,12 +28,15 @@ def parse_args(doc: str, batch: int) -> argparse.Namespace:
                    help="only measure speed: time this many steps after 5 warm-up steps, write OUT/probe.json, "
                         "and stop (no samples)")
     p.add_argument("-n", type=int, default=2000, help="samples to write")
-    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--batch", type=int, default=0,
+                   help="images per step (0, the default: the peer's own, see peer_configs.batch_size)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     a = p.parse_args()
-    if a.steps < 0 or a.probe < 0:
-        p.error("--steps and --probe must be >= 0")
+    if a.steps < 0 or a.probe < 0 or a.batch < 0:
+        p.error("--steps, --probe and --batch must be >= 0")
+    if a.n < 1:
+        p.error(f"-n must be at least 1 (got {a.n})")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     return a
@@ -41,12 +45,34 @@ def parse_args(doc: str, batch: int) -> argparse.Namespace:
 def load_prepared(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 images (N, H, W, C) and int labels (or None) of an imagegen data set, no pickle."""
     path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise SystemExit(f"error: {path} is not a prepared imagegen data set (no manifest.json); "
+                         "make one with `imagegen data import SRC DIR`")
     manifest = json.loads((path / "manifest.json").read_text())
     xs = [np.load(path / s["images"], allow_pickle=False) for s in manifest["shards"]]
     if not all(s.get("labels") for s in manifest["shards"]):
         return np.concatenate(xs), None
     ys = [np.load(path / s["labels"], allow_pickle=False) for s in manifest["shards"]]
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def image_shape(images: np.ndarray) -> tuple[int, int]:
+    """(size, channels) of square uint8 images (N, H, W, C); a clear error for anything else."""
+    if images.ndim != 4 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
+        raise SystemExit(f"error: expected square uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+    return images.shape[1], images.shape[3]
+
+
+def num_classes(labels: np.ndarray | None) -> int:
+    """Classes of a labelled data set (labels are 0..C-1), 0 for an unlabelled one."""
+    return 0 if labels is None else int(labels.max()) + 1
+
+
+def to_uint8_hwc(x: torch.Tensor, lo: float) -> np.ndarray:
+    """Samples (k, C, H, W) in [lo, 1] as uint8 (k, H, W) for one channel, else (k, H, W, C),
+    the arrays PIL writes as grayscale, RGB or RGBA PNGs."""
+    x = ((x.clamp(lo, 1) - lo) * (255 / (1 - lo))).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return x[..., 0] if x.shape[-1] == 1 else x
 
 
 def budget_lr(peak: float, frac: float, warmup: float = 0.03) -> float:
@@ -109,8 +135,9 @@ def train_for_budget(a: argparse.Namespace, model: torch.nn.Module, ema: torch.n
 def sample_to_folder(out: Path, n: int, sample_batch) -> float:
     """Write ``n`` samples as PNGs into ``out``, 100 at a time; return the seconds it took.
 
-    ``sample_batch(start, k)`` returns uint8 images (k, H, W) and their class labels (or
-    None); a class is stored in the PNG text chunk ``class``, as imagegen does."""
+    ``sample_batch(start, k)`` returns uint8 images (k, H, W) or (k, H, W, C) (see
+    :func:`to_uint8_hwc`) and their class labels (or None); a class is stored in the PNG text
+    chunk ``class``, as imagegen does."""
     out.mkdir(parents=True, exist_ok=True)
     t1 = time.perf_counter()
     with torch.no_grad():

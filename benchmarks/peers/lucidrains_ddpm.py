@@ -8,12 +8,15 @@ creates and uses it. By hand:
     benchmarks/peers/.venv/bin/python benchmarks/peers/lucidrains_ddpm.py data/mnist5k out/peer-lucidrains --budget 600 --threads 2
     .venv/bin/imagegen evaluate out/peer-lucidrains --data data/mnist5k
 
-Configured as a capable user would for a short CPU budget: the library's standard
-unconditional ``Unet`` made small (dim 16, dim_mults (1, 2, 4): 28 -> 14 -> 7), its
-``GaussianDiffusion`` with 1,000 steps (its defaults: sigmoid schedule, pred_v objective) and
-``sampling_timesteps=50`` (DDIM), Adam at 1e-3 with a 3% warm-up and cosine decay over the
-wall-clock budget, batch 64, EMA of the weights (decay 0.995). Our own loop instead of its
-``Trainer`` (which reads image files and saves pickled checkpoints), so the budget is wall-clock.
+The library's standard unconditional ``Unet``, sized for the data set
+(peer_configs.lucidrains_config): on mnist5k (28 px) the small one of the first runs (dim 16,
+dim_mults (1, 2, 4): 28 -> 14 -> 7); on 16-128 px sets the README's ``dim=64,
+dim_mults=(1, 2, 4, 8)`` with dim divided by 4 (16 px: dim_mults (1, 2, 4)), ``channels`` the
+data set's (1, 3, or 4 for RGBA). Its ``GaussianDiffusion`` with 1,000 steps (its defaults:
+sigmoid schedule, pred_v objective) and ``sampling_timesteps=50`` (DDIM), Adam at 1e-3 with a
+3% warm-up and cosine decay over the training length, batch 64, EMA of the weights (decay
+0.995). Labels, if any, are not used. Our own loop instead of its ``Trainer`` (which reads
+image files and saves pickled checkpoints), so the training length is ours to set.
 """
 
 from __future__ import annotations
@@ -23,16 +26,24 @@ from pathlib import Path
 
 import torch
 from denoising_diffusion_pytorch import GaussianDiffusion, Unet
-from common import load_prepared, parse_args, sample_to_folder, train_for_budget, write_summary
+from common import image_shape, load_prepared, parse_args, sample_to_folder, to_uint8_hwc, train_for_budget, write_summary
+from peer_configs import UnsupportedShape, batch_size, lucidrains_config
 
 
 def main() -> None:
-    a = parse_args(__doc__, batch=64)
+    a = parse_args(__doc__)
     torch.manual_seed(0)
 
-    x_all = torch.from_numpy(load_prepared(a.data)[0]).permute(0, 3, 1, 2).float() / 255.0  # it normalises itself
-    unet = Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
-    diffusion = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=50)
+    images = load_prepared(a.data)[0]
+    size, channels = image_shape(images)
+    try:
+        config = lucidrains_config(size, channels)
+    except UnsupportedShape as e:
+        raise SystemExit(f"error: {a.data}: {e}")
+    a.batch = a.batch or batch_size("lucidrains", size)
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # it normalises itself
+    unet = Unet(**config)
+    diffusion = GaussianDiffusion(unet, image_size=size, timesteps=1000, sampling_timesteps=50)
     ema = copy.deepcopy(diffusion).eval().requires_grad_(False)
     params = sum(q.numel() for q in unet.parameters())
     opt = torch.optim.Adam(diffusion.parameters(), lr=a.lr)
@@ -42,12 +53,13 @@ def main() -> None:
 
     def sample_batch(start: int, k: int):
         torch.manual_seed(start)
-        return (ema.sample(batch_size=k).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy(), None
+        return to_uint8_hwc(ema.sample(batch_size=k), 0.0), None
 
     out = Path(a.out)
     sample_seconds = sample_to_folder(out, a.n, sample_batch)
     write_summary(out, a, "denoising-diffusion-pytorch Unet + GaussianDiffusion, DDIM 50", params, step,
-                  train_seconds, sample_seconds, sampler="DDIM 50", nfe=50)
+                  train_seconds, sample_seconds, sampler="DDIM 50", nfe=50, conditional=False, size=size,
+                  channels=channels, config={k: list(v) if isinstance(v, tuple) else v for k, v in config.items()})
 
 
 if __name__ == "__main__":

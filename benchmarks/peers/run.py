@@ -2,20 +2,25 @@
 diffusion libraries on the same data set, budget, thread count and evaluator.
 
 Stages, one after another (never two contenders at once), each printed with its time:
-  1. the peers' virtual environment (default benchmarks/peers/.venv), created when missing
-     or when its stamp does not match the pinned versions below;
-  2. the data set (data/mnist5k, imported with `imagegen data import builtin:mnist5k`);
+  1. the data set (--data, default data/mnist5k): imported with `imagegen data import SRC DIR
+     [--size N]` when DIR holds none (SRC: --import, or builtin:mnist5k for the default DIR);
+  2. the peers' virtual environment (default benchmarks/peers/.venv), created when missing
+     or when its stamp does not match the pinned versions below (skipped when the peers have
+     no configuration for the data set's size);
   3. the fp32 matmul GFLOP/s ceiling in both environments, interleaved, same thread count;
   4. speed probes (--timing matched, the default): each contender's clean training speed in
      alternating rounds; each then trains for the steps its budget buys at that speed, so load
      from elsewhere on the shared machine does not change what a contender gets;
-  5. contenders: diffusers, lucidrains (peer scripts in the peer venv), imagegen at --budget
-     and at --short-budget (`imagegen train`, then `imagegen generate` with the run's default
-     guidance and unguided with --cfg 1, --draws x n images from seed 0 each), and a
-     generation memory check (--gen-rss-n images);
-  6. `imagegen evaluate` of every sample folder with the same settings: FID is the mean over
-     its sets of n samples (`--seeds`: a peer's folder is one set, an imagegen mode's is
-     --draws contiguous sets, seeds k*n .. (k+1)*n - 1, as `imagegen evaluate RUN --seeds`);
+  5. contenders: real (n pictures drawn from the data set: the floor of the scores),
+     diffusers, lucidrains (peer scripts in the peer venv, configured for the data set's size
+     and channels: peer_configs.py), imagegen at --budget and at --short-budget (`imagegen
+     train` with its defaults, then `imagegen generate` with the run's default guidance and
+     unguided with --cfg 1, or only unguided for an unlabelled set; --draws x n images from
+     seed 0 each), and a generation memory check (--gen-rss-n images);
+  6. `imagegen evaluate --features F` of every sample folder with the same settings (F from
+     --metrics: the data set's evaluator, or Inception-v3 for FID and KID against the whole
+     set): FID is the mean over its sets of n samples (`--seeds`: a peer's folder is one set,
+     an imagegen mode's is --draws contiguous sets, seeds k*n .. (k+1)*n - 1);
   7. OUT/results.json (all raw numbers) and OUT/results.md (the table, also printed).
 A contender that fails is reported and recorded in results.json; the others still run.
 Every child runs with OMP_NUM_THREADS=MKL_NUM_THREADS=--threads; its peak resident memory is
@@ -32,8 +37,9 @@ pinned: an unpinned torch would pull another multi-GB build.
 Run it with imagegen's venv python (the Makefile does): it imports imagegen, and finds the
 `imagegen` command beside sys.executable.
 
-The full run takes about 1.5 hours with 2 threads (benchmarks/peers/README.md).
-Example, a smoke test of every stage in about 4 minutes (`imagegen evaluate` needs 2 or more
+The mnist5k run takes about 1.5 hours with 2 threads (benchmarks/peers/README.md). Examples:
+    .venv/bin/python benchmarks/peers/run.py --import builtin:emoji --data data/emoji32 --size 32 --budget 600 --metrics inception
+and a smoke test of every stage in about 4 minutes (`imagegen evaluate` needs 2 or more
 samples per set):
     .venv/bin/python benchmarks/peers/run.py --budget 5 --short-budget 3 -n 16 --gen-rss-n 32 --threads 1 --out /tmp/peers-smoke
 """
@@ -46,23 +52,22 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
 import traceback
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-BIN = Path(sys.executable).parent
-PEER_PINS = ["torch==2.14.1", "torchvision==0.29.1", "diffusers==0.42.1", "denoising-diffusion-pytorch==2.3.4",
-             "numpy", "pillow"]
-STAMP = ".bench-peers-stamp"
-CONTENDERS = ("diffusers", "lucidrains", "imagegen", "imagegen-short")
+from bench_data import (DEFAULT_DATA, BenchError, ensure_data, peer_shape_error, resolve_defaults,
+                        write_real_sample)
+from children import (BIN, HERE, PEER_PINS, ROOT, ChildFailed, checked, child_env, ensure_peer_venv, log,
+                      peer_venv_ready, run_child)
+from results_table import mib, report, sets_text, threads_text
+
+CONTENDERS = ("real", "diffusers", "lucidrains", "imagegen", "imagegen-short")
+METRICS = ("auto", "evaluator", "inception")
 PEER_SCRIPTS = {"diffusers": "diffusers_ddpm.py", "lucidrains": "lucidrains_ddpm.py"}
 # the same few lines measure the ceiling in either environment (2048^2 fp32, as benchmarks/train_speed.py)
 MATMUL = """
@@ -98,114 +103,13 @@ out.mkdir(parents=True, exist_ok=True)
 GENERATED = re.compile(r"wrote (\d+) PNGs .* in ([\d.]+)s \((\d+) network evaluations per image\)")
 
 
-class Log:
-    """Progress lines stamped with the time since the start."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        s = int(time.perf_counter() - self.t0)
-        print(f"[{s // 60:3d}:{s % 60:02d}] {msg}", flush=True)
-
-
-log = Log()
-
-
-@dataclass
-class Child:
-    """A finished child process: exit code, wall seconds, peak RSS (KiB) and its output's tail."""
-
-    rc: int
-    seconds: float
-    peak_rss_kib: int
-    tail: str
-
-
-class ChildFailed(RuntimeError):
-    pass
-
-
-def run_child(cmd: list[str], env: dict[str, str], log_file: Path | None = None, echo: bool = True) -> Child:
-    """Run ``cmd`` alone, stream its output (and copy it to ``log_file``), and measure it.
-
-    os.wait4 returns the rusage of exactly this child, so ``ru_maxrss`` is its peak RSS."""
-    t = time.perf_counter()
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    tail = b""
-    sink = open(log_file, "ab") if log_file else None
-    try:
-        assert p.stdout is not None
-        while chunk := p.stdout.read1(65536):
-            if echo:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            if sink:
-                sink.write(chunk)
-            tail = (tail + chunk)[-65536:]
-    finally:
-        if sink:
-            sink.close()
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-    return Child(p.returncode, time.perf_counter() - t, usage.ru_maxrss, tail.decode(errors="replace"))
-
-
-def checked(child: Child, what: str) -> Child:
-    if child.rc != 0:
-        last = [ln for ln in child.tail.replace("\r", "\n").splitlines() if ln.strip()][-3:]
-        raise ChildFailed(f"{what} exited with code {child.rc}: " + " | ".join(last))
-    return child
-
-
-def child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-# ---------------------------------------------------------------------------- peer venv
-def ensure_peer_venv(venv: Path, env: dict[str, str], logs: Path) -> Path:
-    """The peers' python, after creating or refreshing ``venv`` when its stamp is stale."""
-    py = venv / "bin" / "python"
-    want = " ".join(PEER_PINS)
-    if peer_venv_ready(venv):
-        log(f"peer venv {venv} is up to date ({want})")
-        return py
-    if sys.version_info[:2] != (3, 11):
-        log(f"warning: python {platform.python_version()}; the torch 2.14.1 / torchvision 0.29.1 wheels on this "
-            "machine's disk are for Python 3.11, so pip may have to download them (or fail)")
-    if not py.exists():
-        log(f"creating the peer venv {venv}")
-        checked(run_child([sys.executable, "-m", "venv", venv], env), "python -m venv")
-    pip_log = logs / "peer-venv-pip.log"
-    log(f"installing {want} into {venv} (~5.5 GB, mostly the CUDA build of torch from this machine's disk; "
-        f"a minute or more; pip's output in {pip_log})")
-    checked(run_child([py, "-m", "pip", "install", "--progress-bar", "off", *PEER_PINS], env, pip_log, echo=False),
-            f"pip install (see {pip_log})")
-    check = (f"import sys; sys.path.insert(0, {str(HERE)!r})\n"
-             "import torch, torchvision, diffusers, denoising_diffusion_pytorch, diffusers_ddpm, lucidrains_ddpm\n"
-             "print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'diffusers', diffusers.__version__)\n"
-             f"assert torch.__version__.split('+')[0] == {PEER_PINS[0].split('==')[1]!r}, torch.__version__")
-    checked(run_child([py, "-c", check], env), "importing the peer scripts in the peer venv")
-    (venv / STAMP).write_text(want + "\n")
-    return py
-
-
-def peer_venv_ready(venv: Path) -> bool:
-    """Whether ``venv`` exists and its stamp names the pinned versions."""
-    stamp = venv / STAMP
-    return (venv / "bin" / "python").exists() and stamp.exists() and stamp.read_text().strip() == " ".join(PEER_PINS)
-
-
-# ---------------------------------------------------------------------------- stages
-def ensure_data(data: Path, env: dict[str, str], threads: int) -> None:
-    if (data / "manifest.json").exists():
-        log(f"data set {data} is there")
-        return
-    log(f"importing builtin:mnist5k into {data}")
-    checked(run_child([BIN / "imagegen", "data", "import", "builtin:mnist5k", data, "--workers", str(threads)], env),
-            "imagegen data import")
+def run_real(a: argparse.Namespace, env: dict[str, str], out: Path, logs: Path) -> dict[str, Any]:
+    """Real vs real: n random pictures of the data set, scored like the samples."""
+    folder = out / "real"
+    k = write_real_sample(a.data, folder, a.n)
+    log(f"real: {k} pictures drawn at random from {a.data}; evaluating")
+    return {"kind": "real", "samples": str(folder), "n": k,
+            "evaluation": evaluate(folder, a.data, out / "eval" / "real.json", env, logs, k, a.features)}
 
 
 def matmul_ceilings(pythons: dict[str, Path], env: dict[str, str], threads: int, rounds: int = 3,
@@ -236,10 +140,11 @@ def speed_probes(names: list[str], pythons: dict[str, Path], a: argparse.Namespa
     """Each contender's clean training speed: ``a.probe_steps`` timed steps after a warm-up, in
     ``rounds`` alternating rounds (so noise on the shared machine hits all alike), the fastest
     round kept (other load only ever slows a round down). ``--timing matched`` then gives each
-    contender the steps that the budget buys at that speed."""
+    contender the steps that the budget buys at that speed. A contender whose probe fails gets
+    an ``error`` (and then trains for the budget in seconds); the others are still probed."""
     res: dict[str, Any] = {n: {"rounds": []} for n in names}
     for _ in range(rounds):
-        for name in names:
+        for name in (n for n in names if "error" not in res[n]):
             folder = out / "probes" / name
             if name in PEER_SCRIPTS:
                 cmd = [pythons["peers"], HERE / PEER_SCRIPTS[name], a.data, folder, "--probe", str(a.probe_steps),
@@ -247,11 +152,18 @@ def speed_probes(names: list[str], pythons: dict[str, Path], a: argparse.Namespa
             else:
                 cmd = [pythons["imagegen"], "-c", IMAGEGEN_PROBE, a.data, str(a.threads), str(a.probe_steps), folder,
                        ROOT / "benchmarks"]
-            checked(run_child(cmd, env, echo=False), f"{name} speed probe")
+            try:
+                checked(run_child(cmd, env, echo=False), f"{name} speed probe")
+            except ChildFailed as e:
+                log(f"speed probe {name}: FAILED: {e}")
+                res[name]["error"] = str(e)
+                continue
             p = json.loads((folder / "probe.json").read_text())
             res[name]["batch"] = p["batch"]
             res[name]["rounds"].append(round(p["step_seconds"], 4))
     for name, r in res.items():
+        if "error" in r:
+            continue
         r["step_seconds"] = min(r["rounds"])
         r["img_per_s"] = round(r["batch"] / r["step_seconds"], 1)
         log(f"speed probe {name}: {r['step_seconds'] * 1000:.0f} ms per step of {r['batch']} ({r['img_per_s']} img/s; "
@@ -267,19 +179,20 @@ def matched_steps(budget: float, probe: dict[str, Any] | None) -> int | None:
 
 
 def evaluate(folder: Path, data: Path, json_path: Path, env: dict[str, str], logs: Path, n: int,
-             sets: int = 1) -> dict[str, Any]:
-    """`imagegen evaluate` of the ``n`` PNGs of a folder as ``sets`` contiguous sets of n/sets;
-    the fields the table needs (``fid``: the mean over the sets, ``fid_seeds``: each set's)."""
+             features: str, sets: int = 1) -> dict[str, Any]:
+    """`imagegen evaluate --features FEATURES` of the ``n`` PNGs of a folder as ``sets``
+    contiguous sets of n/sets; the fields the table needs (``fid``: the mean over the sets,
+    ``fid_seeds``: each set's; ``kid``, ``kid_std``: over all n)."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     c = checked(run_child([BIN / "imagegen", "evaluate", folder, "--data", data, "--json", json_path,
-                           "-n", str(n), "--seeds", str(sets)], env,
+                           "-n", str(n), "--seeds", str(sets), "--features", features], env,
                           logs / f"evaluate-{json_path.stem}.log", echo=False), f"imagegen evaluate {folder}")
     r = json.loads(json_path.read_text())
-    keep = ("n", "seeds", "fid", "fid_std", "fid_seeds", "fid_pooled", "kid", "precision", "recall",
+    keep = ("n", "seeds", "fid", "fid_std", "fid_seeds", "fid_pooled", "kid", "kid_std", "precision", "recall",
             "confident_fraction", "class_accuracy", "cas")
     ev = {k: r.get(k) for k in keep} | {"json": str(json_path), "seconds": round(c.seconds, 1)}
-    log(f"  FID {ev['fid']:.2f} ({sets_text(ev)}), confident {ev['confident_fraction']}, "
-        f"class accuracy {ev['class_accuracy']}")
+    log(f"  FID {ev['fid']:.2f} ({sets_text(ev)}), KID x 1000 {ev['kid'] * 1000:.2f}, confident "
+        f"{ev['confident_fraction']}, class accuracy {ev['class_accuracy']}")
     return ev
 
 
@@ -297,7 +210,7 @@ def run_peer(name: str, py: Path, a: argparse.Namespace, env: dict[str, str], ou
          "peak_rss_kib": c.peak_rss_kib, **peer}
     log(f"{name}: {peer['steps']} steps x {peer['batch']}, {peer['train_img_per_s']} img/s training, "
         f"{peer['sample_img_per_s']} img/s sampling, peak RSS {mib(c.peak_rss_kib)}; evaluating")
-    r["evaluation"] = evaluate(folder, a.data, out / "eval" / f"{name}.json", env, logs, a.n)
+    r["evaluation"] = evaluate(folder, a.data, out / "eval" / f"{name}.json", env, logs, a.n, a.features)
     return r
 
 
@@ -317,7 +230,7 @@ def imagegen_run_info(run: Path) -> dict[str, Any]:
     return {"torch": torch.__version__, "params": params, "preset": m["preset"], "steps": last["step"],
             "batch": t["batch_size"], "train_seconds": last["elapsed"], "train_img_per_s": last["img_per_s"],
             "sampler": f"{s['sampler']} {s['steps']}", "default_cfg": s["cfg"],
-            "training_fids": fids}
+            "num_classes": m.get("num_classes", 0), "training_fids": fids}
 
 
 def imagegen_generate(run: Path, folder: Path, n: int, env: dict[str, str], log_file: Path,
@@ -331,6 +244,12 @@ def imagegen_generate(run: Path, folder: Path, n: int, env: dict[str, str], log_
     return {"samples": str(folder), "n": n, "cfg": cfg, "seed": seed, "seconds": round(seconds, 1), "wall_seconds": round(c.seconds, 1),
             "sample_img_per_s": round(n / seconds, 2), "nfe": int(m.group(3)) if m else None,
             "peak_rss_kib": c.peak_rss_kib}
+
+
+def sampling_modes(num_classes: int) -> tuple[tuple[str, float | None], ...]:
+    """imagegen's sampling modes: (name, --cfg or None for the run's default). An unconditional
+    model (an unlabelled data set) has nothing to guide: only unguided, cfg 1."""
+    return (("guided", None), ("unguided", 1.0)) if num_classes else (("unguided", 1.0),)
 
 
 def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str, str], out: Path,
@@ -347,7 +266,7 @@ def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str,
     log(f"{name}: {r['steps']} steps x {r['batch']}, {r['train_img_per_s']} img/s, peak RSS {mib(c.peak_rss_kib)}")
     r["generate"] = {}
     total = a.n * a.draws
-    for mode, cfg in (("guided", None), ("unguided", 1.0)):
+    for mode, cfg in sampling_modes(r["num_classes"]):
         log(f"{name}: generating {total} samples ({a.draws} set(s) of {a.n}), {mode}")
         g: dict[str, Any] = {"cfg": cfg}
         try:
@@ -355,7 +274,7 @@ def run_imagegen(name: str, budget: float, a: argparse.Namespace, env: dict[str,
             log(f"{name} {mode}: {g['sample_img_per_s']} img/s ({g['nfe']} NFE), peak RSS "
                 f"{mib(g['peak_rss_kib'])}; evaluating")
             g["evaluation"] = evaluate(Path(g["samples"]), a.data, out / "eval" / f"{name}-{mode}.json", env, logs,
-                                       total, a.draws)
+                                       total, a.features, a.draws)
         except ChildFailed as e:
             log(f"{name} {mode}: FAILED: {e}")
             g["error"] = str(e)
@@ -375,152 +294,59 @@ def gen_rss_check(run: Path, n: int, env: dict[str, str], out: Path, logs: Path)
     return {k: v for k, v in g.items() if k != "samples"}
 
 
-# ---------------------------------------------------------------------------- report
-def threads_text(n: int) -> str:
-    return f"{n} thread" + ("" if n == 1 else "s")
-
-
-def mib(kib: int | None) -> str:
-    return "-" if kib is None else f"{kib / 1024:.0f} MiB"
-
-
-def fmt(v: Any, spec: str = "") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def table_rows(contenders: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per sample folder: a peer, or an imagegen run with one sampling mode."""
-    rows = []
-    for name, r in contenders.items():
-        if r.get("error") and "steps" not in r:
-            rows.append({"contender": name, "error": r["error"]})
-            continue
-        train = {"kind": r["kind"], "torch": r.get("torch"), "params": r.get("params"), "budget": r.get("budget"), "steps": r.get("steps"),
-                 "batch": r.get("batch"), "train_img_per_s": r.get("train_img_per_s"), "rss_train": r.get("peak_rss_kib"),
-                 "probe_img_per_s": r.get("probe_img_per_s")}
-        if r["kind"] == "peer":
-            rows.append({"contender": name, **train, "sampler": r.get("sampler"), "nfe": r.get("nfe"),
-                         "sample_img_per_s": r.get("sample_img_per_s"), "rss_generate": None,
-                         **(r.get("evaluation") or {})})
-            continue
-        for mode, g in r.get("generate", {}).items():
-            cfg = r["default_cfg"] if g["cfg"] is None else g["cfg"]
-            rows.append({"contender": f"{name} {mode} (cfg {cfg:g})", **train, "sampler": r["sampler"],
-                         "nfe": g.get("nfe"), "sample_img_per_s": g.get("sample_img_per_s"),
-                         "rss_generate": g.get("peak_rss_kib"), "error": g.get("error"),
-                         **(g.get("evaluation") or {})})
-    return rows
-
-
-def evaluation_of(contenders: dict[str, Any], name: str, mode: str | None = None) -> dict[str, Any]:
-    """The evaluation of a peer's samples, or of one sampling mode of an imagegen run ({} if none)."""
-    r = contenders.get(name) or {}
-    if mode is not None:
-        r = r.get("generate", {}).get(mode) or {}
-    return r.get("evaluation") or {}
-
-
-def sets_text(ev: dict[str, Any]) -> str:
-    """'one set of n' or 'mean of k sets of n/k: a, b, c' for an evaluation."""
-    fids = ev.get("fid_seeds") or []
-    if len(fids) < 2:
-        return f"one set of {ev.get('n')}"
-    return f"mean of {len(fids)} sets of {ev['n'] // len(fids)}: " + ", ".join(f"{f:.3f}" for f in fids)
-
-
-def report(results: dict[str, Any]) -> str:
-    cols = ["contender", "torch", "params", "budget s", "steps x batch", "probe img/s", "train img/s", "sampler (NFE)",
-            "sampling img/s", "FID of n (mean +- std over sets)", "sets of n", "confident", "requested class", "peak RSS train", "peak RSS generate"]
-    lines = [f"## Peer comparison, {results['date']}, {results['machine']}, {threads_text(results['threads'])}, "
-             f"n = {results['n']} samples per set", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in table_rows(results["contenders"]):
-        if "steps" not in row:
-            lines.append(f"| {row['contender']} | FAILED (below) |" + " |" * (len(cols) - 2))
-            continue
-        cells = [row["contender"], fmt(row["torch"]), f"{row['params'] / 1e6:.2f} M" if row["params"] else "-",
-                 fmt(row["budget"], "g"), f"{row['steps']} x {row['batch']}", fmt(row["probe_img_per_s"], ".0f"),
-                 fmt(row["train_img_per_s"], ".0f"),
-                 f"{row['sampler']} ({fmt(row['nfe'])})", fmt(row["sample_img_per_s"], ".1f"),
-                 "FAILED" if row.get("error") else fmt(row.get("fid"), ".2f") + (
-                     f" +- {row['fid_std']:.2f}" if row.get("fid_std") is not None else ""),
-                 fmt(row.get("seeds")),
-                 fmt(row.get("confident_fraction"), ".3f"), fmt(row.get("class_accuracy"), ".3f"),
-                 mib(row["rss_train"]), "(in train)" if row["kind"] == "peer" else mib(row["rss_generate"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    if results.get("timing") == "matched":
-        lines.append("- timing: matched. Every contender's clean training speed was probed first (probe img/s, the "
-                     "fastest of alternating rounds); each then trained for the steps its budget buys at that speed. "
-                     "train img/s is the speed it actually got.")
-    else:
-        lines.append("- timing: wall clock. Each contender trained for its budget in seconds.")
-    mm = results.get("matmul", {})
-    ceil = [f"{name} env (torch {m['torch']}) {m['gflops']:.1f} GFLOP/s" for name, m in mm.items() if "gflops" in m]
-    if ceil:
-        lines.append(f"- fp32 matmul 2048^2 ceiling, {threads_text(results['threads'])}: " + "; ".join(ceil))
-    c = results["contenders"]
-    peers = [f for f in (evaluation_of(c, "diffusers").get("fid"), evaluation_of(c, "lucidrains").get("fid")) if f is not None]
-    if peers:
-        best = min(peers)
-        for label, name, mode in (("imagegen unguided", "imagegen", "unguided"), ("imagegen guided", "imagegen", "guided"),
-                                  ("imagegen-short unguided", "imagegen-short", "unguided"),
-                                  ("imagegen-short guided", "imagegen-short", "guided")):
-            ev = evaluation_of(c, name, mode)
-            if f := ev.get("fid"):
-                fids = ev.get("fid_seeds") or []
-                first = f"; the first set alone: {best / fids[0]:.1f}x" if len(fids) > 1 else ""
-                lines.append(f"- best peer FID / {label} FID: {best:.2f} / {f:.2f} = {best / f:.1f}x ({sets_text(ev)}{first})")
-    if g := results.get("gen_rss"):
-        lines.append(f"- generation memory: {g['n']} images (default guidance) peak RSS {mib(g.get('peak_rss_kib'))}"
-                     + (f" ({g['sample_img_per_s']} img/s)" if "sample_img_per_s" in g else "")
-                     + (f"; FAILED: {g['error']}" if g.get("error") else ""))
-    errors = [f"{n}: {r['error']}" for n, r in c.items() if r.get("error")]
-    errors += [f"{n} {mode}: {g['error']}" for n, r in c.items() for mode, g in r.get("generate", {}).items()
-               if g.get("error")]
-    lines += [f"- FAILED {e}" for e in errors]
-    lines.append("- peers train and sample in one process: their peak RSS is under 'train'. "
-                 "FID, confident (>0.9) and requested class (class accuracy) by `imagegen evaluate` "
-                 "(data set evaluator). Every FID is of sets of n samples (FID is biased upwards at small n, so "
-                 "only sets of one size are compared): a peer samples one set; imagegen samples --draws sets per "
-                 "mode (seeds k*n .. (k+1)*n - 1) and its FID is their mean +- std, because one set of 2,000 moves "
-                 "its FID by about +-0.1 at FID 1. The peers' DDIM 50 runs at 2-5 img/s, and at their FID one set's "
-                 "relative spread is a few percent. Confident and requested class are over all of a row's samples. "
-                 "lucidrains' model is unconditional.")
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------- main
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="a prepared imagegen data set (default data/mnist5k, imported from builtin:mnist5k when missing)")
+    p.add_argument("--import", dest="source", metavar="SRC",
+                   help="import SRC (anything `imagegen data import` takes, e.g. builtin:emoji) into --data first, "
+                        "when --data holds no data set yet")
+    p.add_argument("--size", type=int, help="image size for --import (`imagegen data import --size`); with an "
+                                            "existing --data, checked against its images")
     p.add_argument("--budget", type=float, default=600.0, help="training seconds of every contender (default 600)")
     p.add_argument("--short-budget", type=float, default=120.0, help="imagegen's short run in seconds (default 120; 0 skips)")
-    p.add_argument("-n", type=int, default=2000, help="samples per contender and sampling mode (default 2000)")
+    p.add_argument("-n", "--n", type=int, help="samples per set: per peer, per imagegen sampling mode and draw, and "
+                                                "real pictures (default 2000 for one-channel sets such as mnist5k, "
+                                                "1000 for colour)")
+    p.add_argument("--metrics", default="auto", choices=METRICS,
+                   help="features of FID and KID (`imagegen evaluate --features`): evaluator (the data set's classifier, "
+                        "with confident and requested-class scores; labelled sets only), inception (Inception-v3, the "
+                        "standard FID and KID), auto (default: evaluator for labelled sets, else inception)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of every child (default 2)")
     p.add_argument("--only", default=",".join(CONTENDERS), help=f"comma list of {','.join(CONTENDERS)} (default all)")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "peers", help="output folder (default out/peers)")
     p.add_argument("--venv", type=Path, default=HERE / ".venv", help="the peers' venv (default benchmarks/peers/.venv)")
     p.add_argument("--gen-rss-n", type=int, default=10000,
                    help="images of the generation memory check from the imagegen run (default 10000; 0 skips)")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "mnist5k", help="data set (default data/mnist5k)")
     p.add_argument("--timing", default="matched", choices=("matched", "wall"),
                    help="matched (default): probe every contender's clean training speed first (alternating rounds) "
                         "and train each for the steps its budget buys at that speed, so load from elsewhere on a "
                         "shared machine during a run does not change what a contender gets; wall: train each for "
                         "its budget in seconds, whatever the machine gives it")
-    p.add_argument("--draws", type=int, default=3,
-                   help="independent sets of -n samples per imagegen sampling mode (set k: seeds k*n .. (k+1)*n - 1; "
-                        "default 3); its FID is their mean")
+    p.add_argument("--draws", type=int,
+                   help="independent sets of -n samples per imagegen sampling mode (set k: seeds k*n .. (k+1)*n - 1); "
+                        "its FID is their mean (default 3 with the evaluator, 1 with Inception)")
     p.add_argument("--probe-steps", type=int, default=15, help="timed steps per speed probe round (default 15)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     a.only = [s.strip() for s in a.only.split(",") if s.strip()]
     if bad := sorted(set(a.only) - set(CONTENDERS)):
         p.error(f"--only: unknown contender(s) {', '.join(bad)}; choose from {', '.join(CONTENDERS)}")
-    if a.draws < 1:
+    if a.draws is not None and a.draws < 1:
         p.error(f"--draws must be at least 1 (got {a.draws})")
+    if a.n is not None and a.n < 2:
+        p.error(f"-n must be at least 2 (`imagegen evaluate` needs 2 samples per set; got {a.n})")
+    if a.size is not None and a.size < 1:
+        p.error(f"--size must be a positive number of pixels (got {a.size})")
+    if a.budget <= 0:
+        p.error(f"--budget must be positive seconds (got {a.budget:g})")
+    if a.threads < 1:
+        p.error(f"--threads must be at least 1 (got {a.threads})")
     if a.short_budget <= 0 and "imagegen-short" in a.only:
         a.only.remove("imagegen-short")
     a.out, a.venv, a.data = a.out.resolve(), a.venv.resolve(), a.data.resolve()
+    if a.source and Path(a.source).expanduser().exists():  # a local SRC: children run from the repository root
+        a.source = str(Path(a.source).expanduser().resolve())
     return a
 
 
@@ -532,7 +358,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "threads": a.threads, "budget": a.budget, "short_budget": a.short_budget, "n": a.n, "data": str(a.data),
-        "only": a.only, "timing": a.timing, "python": sys.executable, "contenders": {}}
+        "import": a.source, "only": a.only, "timing": a.timing, "python": sys.executable, "contenders": {}}
 
     def save() -> None:
         (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -544,15 +370,35 @@ def main() -> int:
             return fn(*args)
         except Exception as e:  # one stage's failure must not stop the others
             log(f"=== {name}: FAILED: {type(e).__name__}: {e}")
-            if not isinstance(e, ChildFailed):
+            if not isinstance(e, (ChildFailed, BenchError)):
                 traceback.print_exc()
             return {"error": f"{type(e).__name__}: {e}"}
         finally:
             log(f"=== {name}: {time.perf_counter() - t:.0f} s")
             save()
 
+    dataset = stage("data set", ensure_data, a.data, a.source, a.size, env, a.threads)
+    if "error" not in dataset:
+        try:
+            resolve_defaults(a, dataset)
+        except BenchError as e:
+            dataset = {"error": f"BenchError: {e}"}
+            log(f"=== data set: FAILED: {e}")
+    if "error" in dataset:
+        results["data_error"] = dataset["error"]
+        save()
+        return 1
+    results.update(dataset=dataset, n=a.n, features=a.features, draws=a.draws)
+    log(f"data set: {dataset['count']} images, {dataset['resolution']} px, {dataset['channels']} channel(s), "
+        f"{dataset['classes'] or 'no'} classes; n = {a.n} per set, {a.features} features, {a.draws} draw(s)")
     peer_py = None
-    if any(c in a.only for c in PEER_SCRIPTS):
+    wanted = [c for c in PEER_SCRIPTS if c in a.only]
+    if wanted and (why := peer_shape_error(dataset)):
+        log(f"the peers are skipped: {why}")
+        for name in wanted:
+            results["contenders"][name] = {"kind": "peer", "error": why}
+        a.only = [c for c in a.only if c not in PEER_SCRIPTS]
+    elif wanted:
         v = stage("peer venv", ensure_peer_venv, a.venv, env, logs)
         if isinstance(v, dict):
             results["peer_venv_error"] = v["error"]
@@ -560,11 +406,6 @@ def main() -> int:
                 f"hand: {a.venv}/bin/pip install {' '.join(PEER_PINS)}")
         else:
             peer_py = v
-    data = stage("data set", ensure_data, a.data, env, a.threads)
-    if isinstance(data, dict):
-        results["data_error"] = data["error"]
-        save()
-        return 1
     if peer_py is None and peer_venv_ready(a.venv):
         peer_py = a.venv / "bin" / "python"  # for the matmul ceiling only
     pythons = {"imagegen": Path(sys.executable)} | ({"peers": peer_py} if peer_py else {})
@@ -577,8 +418,11 @@ def main() -> int:
         results["probes"] = probes
 
     for name in (c for c in CONTENDERS if c in a.only):
-        probe = probes.get(name if name in PEER_SCRIPTS else "imagegen")  # both imagegen runs share one probe
-        if name in PEER_SCRIPTS:
+        # both imagegen runs share one probe; the real pictures need none
+        probe = None if name == "real" else probes.get(name if name in PEER_SCRIPTS else "imagegen")
+        if name == "real":
+            r = stage("real vs real", run_real, a, env, out, logs)
+        elif name in PEER_SCRIPTS:
             if peer_py is None:
                 results["contenders"][name] = {"kind": "peer", "error": "no peer venv"}
                 continue

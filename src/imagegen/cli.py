@@ -323,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         if dist is not None:
             dist.shutdown()  # leave the torchrun process group, if one was joined
     if summary:
-        print(summary)
+        try:
+            print(summary, flush=True)
+        except BrokenPipeError:  # `imagegen data info D | head`: the reader left; not an error
+            sys.stdout = open(os.devnull, "w")
     return 0
 
 

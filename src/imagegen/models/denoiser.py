@@ -13,7 +13,7 @@ class" (the unconditional branch of classifier-free guidance, Ho & Salimans 2022
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -68,6 +68,12 @@ class PreconditionedDenoiser(nn.Module):
         self.channels = int(channels)
         self.resolution = int(resolution)
         self.num_classes = int(num_classes)
+        self.__dict__["decoder"] = None  # a plain attribute: never part of the state dict
+
+    def attach_decoder(self, decoder: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Set the map from this denoiser's space to images in [-1, 1] (a latent model's
+        autoencoder decoder); :func:`imagegen.generate.sample` applies it to its results."""
+        self.__dict__["decoder"] = decoder
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float,
                 labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,6 +41,22 @@ def _unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int)
 NETWORKS: dict[str, Callable[[int, str, UNetPreset, int], nn.Module]] = {"unet": _unet, "mp-unet": _mp_unet}
 
 
+SPACES = ("pixel", "latent")
+
+
+def denoiser_shape(mc: ModelConfig) -> tuple[int, int]:
+    """(channels, side) of the tensors the network denoises: the images', or in latent space
+    the autoencoder's latents (side = resolution / latent_factor)."""
+    if mc.space not in SPACES:
+        raise ImagegenError(f"unknown space {mc.space!r}; choose one of: {', '.join(SPACES)}")
+    if mc.space == "pixel":
+        return mc.channels, mc.resolution
+    if mc.latent_channels < 1 or mc.latent_factor < 1 or mc.resolution % mc.latent_factor:
+        raise ImagegenError(f"a latent-space model needs latent_channels >= 1 and a latent_factor dividing "
+                            f"{mc.resolution}; got {mc.latent_channels} and {mc.latent_factor}")
+    return mc.latent_channels, mc.resolution // mc.latent_factor
+
+
 def build_denoiser(mc: ModelConfig, device: torch.device | str | None = None) -> PreconditionedDenoiser:
     """The Denoiser ``mc`` describes (fresh weights), on ``device`` (default CPU).
 
@@ -52,7 +68,8 @@ def build_denoiser(mc: ModelConfig, device: torch.device | str | None = None) ->
     check_preset(mc.preset)
     if mc.arch not in NETWORKS:
         raise ImagegenError(f"unknown network {mc.arch!r}; known: {', '.join(NETWORKS)}")
-    net = NETWORKS[mc.arch](mc.channels, mc.preset, PRESETS[mc.preset], mc.num_classes)
-    denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data, mc.noise_shift), channels=mc.channels,
-                                      resolution=mc.resolution, num_classes=mc.num_classes)
+    channels, resolution = denoiser_shape(mc)
+    net = NETWORKS[mc.arch](channels, mc.preset, PRESETS[mc.preset], mc.num_classes)
+    denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data, mc.noise_shift), channels=channels,
+                                      resolution=resolution, num_classes=mc.num_classes)
     return denoiser.to(device) if device is not None else denoiser

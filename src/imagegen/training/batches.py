@@ -46,6 +46,7 @@ def rank_positions(batch: int, rank: int, world_size: int) -> torch.Tensor:
 class ImageBatches:
     """Training batches from uint8 images (N, H, W, C): float (B, C, H, W) in [-1, 1]; the
     colour under fully transparent RGBA pixels is filled (:func:`imagegen.alpha.bleed_colour`).
+    Float arrays are latents (N, C, h, w) and are returned as float tensors unchanged.
 
     Data sets up to ``in_memory_bytes`` are read into RAM once (as uint8, a quarter of
     float32); larger ones stay memory-mapped (:class:`imagegen.data.dataset.ShardedImages`)
@@ -58,11 +59,14 @@ class ImageBatches:
         self.streaming = nbytes > limit
         self.images = images if self.streaming else np.ascontiguousarray(np.asarray(images))
         self.shape = tuple(images.shape)
+        self.latent = np.issubdtype(np.dtype(images.dtype), np.floating)
 
     def __len__(self) -> int:
         return int(self.shape[0])
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
         rows = np.ascontiguousarray(self.images[np.asarray(idx)])
+        if self.latent:  # float (N, C, h, w) latents of an autoencoder, used as they are
+            return torch.from_numpy(rows).float()
         x = torch.from_numpy(rows).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
         return bleed_colour(x) if x.shape[1] == 4 else x

@@ -29,7 +29,9 @@ from ..data import load_dataset
 from ..device import autocast_dtype, resolve_device
 from ..distributed import barrier, init
 from ..errors import ImagegenError
+from ..features.latents import cached_latents
 from ..models.presets import check_preset, noise_shift_for, preset_for
+from .latent_space import save_run_autoencoder, to_space, training_autoencoder
 from .fid_monitor import FidMonitor, fid_interval
 from .loop import run_loop
 from .schedule import parse_duration
@@ -39,7 +41,7 @@ from .trainer import Trainer
 RESUMABLE = frozenset({"budget_seconds", "steps", "sample_every_seconds", "checkpoint_every_seconds",
                        "keep_checkpoints", "threads", "batch_shards", "fid_every_seconds", "fid_samples",
                        "fid_steps"})
-_MODEL_OVERRIDES = ("preset", "conditional")
+_MODEL_OVERRIDES = ("preset", "conditional", "space")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -71,6 +73,10 @@ def apply_overrides(config: RunConfig, data: str | Path, num_classes: int,
     if budget is not None or steps is not None:
         tc = with_limits(tc, budget, steps)
     mc = config.model
+    if "space" in overrides:
+        space = overrides.pop("space")
+        if space != mc.space:
+            mc = to_space(mc, data, space)
     if "preset" in overrides:
         check_preset(overrides["preset"])
         mc = replace(mc, preset=overrides.pop("preset"))
@@ -190,8 +196,13 @@ def train(
         )
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
+    images, ae = ds.images, None
+    if mc.space == "latent":
+        ae = training_autoencoder(mc, data)
+        images = cached_latents(data, ae, progress=progress)
     w = init(dev)
-    trainer = Trainer(config, out, ds.images, ds.labels, device=dev, precision=precision, compile=compile, world=w)
+    trainer = Trainer(config, out, images, ds.labels, device=dev, precision=precision, compile=compile, world=w,
+                      decoder=ae)
     try:
         if resumed is not None:
             trainer.restore(resumed)
@@ -201,6 +212,8 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
             (out / "samples").mkdir(exist_ok=True)
             config.save(out / "config.toml")
+            if ae is not None:
+                save_run_autoencoder(ae, out)
             if every > 0:
                 monitor = fid_monitor_for(config, out, progress=progress, precision=precision)
         barrier()  # the other ranks wait while rank 0 prepares the run folder and the FID reference

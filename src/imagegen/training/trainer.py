@@ -70,12 +70,13 @@ def validate(tc: TrainConfig) -> None:
             raise ImagegenError(f"bad training setting: {msg}")
 
 
-def xflip_probability(tc: TrainConfig, channels: int) -> float:
+def xflip_probability(tc: TrainConfig, channels: int, space: str = "pixel") -> float:
     """The probability of mirroring a training image: ``tc.xflip``, or in auto mode (-1)
-    0.5 for colour data sets and 0 for gray ones."""
+    0.5 for colour data sets and 0 for gray ones and for latents (a mirrored latent is not
+    the latent of the mirrored picture)."""
     if tc.xflip >= 0:
         return tc.xflip
-    return 0.5 if channels > 1 else 0.0
+    return 0.5 if channels > 1 and space == "pixel" else 0.0
 
 
 def auto_shards(tc: TrainConfig, threads: int) -> int:
@@ -109,7 +110,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, out: Path, images: np.ndarray, labels: np.ndarray | None, *,
                  device: torch.device | None = None, precision: str = "auto", compile: bool = False,
-                 world: World | None = None) -> None:
+                 world: World | None = None, decoder: Any = None) -> None:
         self.config, self.out = config, out
         tc, mc = config.train, config.model
         validate(tc)
@@ -119,11 +120,13 @@ class Trainer:
         self.amp = autocast_dtype(precision, self.device)
         _check_world(tc, self.world, len(images), self.device)
         self.x = ImageBatches(images)
-        self.xflip = xflip_probability(tc, mc.channels)
+        self.xflip = xflip_probability(tc, mc.channels, mc.space)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if (labels is not None and mc.num_classes) else None
         torch.manual_seed(tc.seed)  # parameter initialisation only, on the CPU: the same on every device
         model = build_denoiser(mc)
         self.ema = prepare_network(copy.deepcopy(model).eval().requires_grad_(False), self.device)
+        if decoder is not None:  # a latent model's autoencoder: grids and FID checks decode
+            self.ema.attach_decoder(decoder.to(self.device).decode)
         self.model = prepare_network(model, self.device, compile=compile)
         self.ddp = None
         if self.world.distributed:

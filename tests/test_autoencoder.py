@@ -111,8 +111,10 @@ def test_a_few_training_steps_lower_the_reconstruction_loss():
             return float(A.reconstruction_loss(x, ae.decode_raw(ae.moments(x)[0])).mean())
 
     before = loss()
-    torch.set_num_threads(1)
-    log = T.fit(ae, images, images[:16], steps=100, seconds=None, progress=False)
+    from imagegen.features.evaluator import torch_threads
+
+    with torch_threads(1):  # restores the session's setting: other tests compare against it
+        log = T.fit(ae, images, images[:16], steps=100, seconds=None, progress=False)
     assert log["steps"] == 100 and loss() < 0.9 * before
 
 

@@ -60,7 +60,8 @@ PRESETS: dict[str, UNetPreset] = {
     "unet-32": UNetPreset(channels=(16, 32, 64), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(32,)),
     # 16 px: 16 -> 8, attention on both levels.
     "unet-16": UNetPreset(channels=(32, 64), blocks=1, attn_levels=(0, 1), emb_dim=128, resolutions=(16,)),
-    # colour 32 px: 32 -> 16 -> 8, twice the gray widths, attention at 8x8.
+    # 32 px at twice the widths (32 -> 16 -> 8, attention at 8x8): at 10 CPU-minutes on colour
+    # emoji it lost to unet-32's widths with 2.5x the steps (RESULTS.md, issue 16); not a default.
     "unet-32c": UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(2,), emb_dim=128, resolutions=(32,)),
     # 64 px on 2x2 patches: 32 -> 16 -> 8, attention at 16x16 and 8x8.
     "unet-64": UNetPreset(channels=(32, 64, 128), blocks=1, attn_levels=(1, 2), emb_dim=128, resolutions=(64,),
@@ -72,11 +73,12 @@ PRESETS: dict[str, UNetPreset] = {
     "unet-tiny": UNetPreset(channels=(8, 16), blocks=1, attn_levels=(1,), emb_dim=32, resolutions=()),
 }
 
-# (largest side, preset for gray, preset for colour): the first row whose side is >= the data's
+# (largest side, preset for gray, preset for colour): the first row whose side is >= the data's.
+# Colour up to 45 px keeps the gray widths: at 10 CPU-minutes more steps beat more width.
 FAMILY: tuple[tuple[int, str, str], ...] = (
     (16, "unet-16", "unet-16"),
-    (29, "unet-28", "unet-32c"),
-    (45, "unet-32", "unet-32c"),
+    (29, "unet-28", "unet-28"),
+    (45, "unet-32", "unet-32"),
     (64, "unet-64", "unet-64"),
     (MAX_SIDE, "unet-128", "unet-128"),
 )
@@ -93,7 +95,7 @@ def preset_for(resolution: int, channels: int = 1) -> str:
 
     Example:
         >>> preset_for(28), preset_for(32, 4), preset_for(64, 3)
-        ('unet-28', 'unet-32c', 'unet-64')
+        ('unet-28', 'unet-32', 'unet-64')
     """
     if not MIN_SIDE <= resolution <= MAX_SIDE:
         raise ImagegenError(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path
@@ -82,13 +82,25 @@ def save_checkpoint(
     return path
 
 
+def read_tagged_weights(path: Path, what: str, fix: str = "") -> tuple[dict[str, torch.Tensor], str | None]:
+    """The tensors of a safetensors file and its ``imagegen`` metadata entry (None if absent);
+    a missing or unreadable file is an :class:`ImagegenError` naming ``what`` it should be."""
+    if not path.is_file():
+        raise ImagegenError(f"{what} weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("imagegen")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise ImagegenError(f"cannot read {what} weights {path}: {exc}{fix}") from exc
+    return tensors, raw
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint file written by :func:`save_checkpoint`."""
     path = Path(path)
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:

@@ -49,11 +49,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..atomic import atomic_path
+from ..checkpoint import read_tagged_weights
 from ..errors import ImagegenError
 
 __all__ = [
@@ -312,14 +312,7 @@ class Autoencoder(nn.Module):
     def load(cls, path: str | Path) -> "Autoencoder":
         """Read a file written by :meth:`save`; the stored sha256 is verified."""
         path = Path(path)
-        if not path.is_file():
-            raise ImagegenError(f"autoencoder weights not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                raw = (f.metadata() or {}).get("imagegen")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise ImagegenError(f"cannot read autoencoder weights {path}: {exc}; retrain it") from exc
+        tensors, raw = read_tagged_weights(path, "autoencoder", "; retrain it")
         config = json.loads(raw) if raw else {}
         if config.get("format") != FORMAT:
             raise ImagegenError(f"{path} is not an imagegen autoencoder (no {FORMAT} metadata)")
@@ -433,13 +426,17 @@ def load_autoencoder(data_or_path: str | Path, *, factor: int | None = None,
                                 "(--factor/--latent-channels) or the .safetensors path")
         found = [default]
     ae = Autoencoder.load(found[0])
-    if ae.dataset_checksum != ds.checksum:
-        trained_for = ae.config.get("dataset") or "another data set"
-        raise ImagegenError(
-            f"the autoencoder {found[0]} was trained for {trained_for} (checksum "
-            f"{str(ae.dataset_checksum)[:12]}), not for {data} (checksum {ds.checksum[:12]}); "
-            f"retrain it with `{command}`")
+    check_trained_for(ae, data, ds.checksum, f"the autoencoder {found[0]}", f"retrain it with `{command}`")
     return ae
+
+
+def check_trained_for(ae: Autoencoder, data: str | Path, checksum: str, name: str, fix: str) -> None:
+    """Raise an :class:`ImagegenError` unless ``ae`` was trained on the data set ``data`` whose
+    checksum is ``checksum``; the message names ``name`` (the autoencoder) and ``fix``."""
+    if ae.dataset_checksum != checksum:
+        trained_for = ae.config.get("dataset") or "another data set"
+        raise ImagegenError(f"{name} was trained for {trained_for} (checksum {str(ae.dataset_checksum)[:12]}), "
+                            f"not for {data} (checksum {checksum[:12]}); {fix}")
 
 
 def __getattr__(name: str) -> Any:

@@ -30,12 +30,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..checkpoint import read_tagged_weights
 from ..errors import ImagegenError
 
 __all__ = [
@@ -269,14 +269,7 @@ class Evaluator:
             >>> ev = Evaluator.load("DATA/features/evaluator-mlp.safetensors")  # doctest: +SKIP
         """
         path = Path(path)
-        if not path.is_file():
-            raise ImagegenError(f"evaluator weights not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                raw = (f.metadata() or {}).get("imagegen")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise ImagegenError(f"cannot read evaluator weights {path}: {exc}") from exc
+        tensors, raw = read_tagged_weights(path, "evaluator")
         if raw is None:
             raise ImagegenError(f"{path} is not an imagegen evaluator (no 'imagegen' metadata)")
         meta = json.loads(raw)

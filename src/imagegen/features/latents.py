@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, write_json
 from ..errors import ImagegenError
-from .autoencoder import Autoencoder, _load_dataset, load_autoencoder
+from .autoencoder import Autoencoder, _load_dataset, check_trained_for, load_autoencoder
 
 __all__ = ["cached_latents", "latents_path"]
 
@@ -84,12 +84,8 @@ def cached_latents(data: str | Path, autoencoder: Autoencoder | str | Path, *, b
     data = Path(data)
     ae = autoencoder if isinstance(autoencoder, Autoencoder) else load_autoencoder(autoencoder)
     ds = _load_dataset(data)
-    if ae.dataset_checksum != ds.checksum:
-        trained_for = ae.config.get("dataset") or "another data set"
-        raise ImagegenError(
-            f"this autoencoder was trained for {trained_for} (checksum {str(ae.dataset_checksum)[:12]}), "
-            f"not for {data} (checksum {ds.checksum[:12]}); its latents would be meaningless: train one "
-            f"with `imagegen features train-autoencoder {data}`")
+    check_trained_for(ae, data, ds.checksum, "this autoencoder", "its latents would be meaningless: train one "
+                      f"with `imagegen features train-autoencoder {data}`")
     c, h, w = ae.image_shape
     if tuple(ds.images.shape[1:]) != (h, w, c):
         raise ImagegenError(f"{data} holds {ds.images.shape[1:]} images, the autoencoder expects {(h, w, c)}; "

@@ -107,11 +107,6 @@ def preset_for(resolution: int, channels: int = 1) -> str:
     raise AssertionError("FAMILY ends at MAX_SIDE")
 
 
-def preset_for_resolution(resolution: int) -> str:
-    """The default gray preset for ``resolution`` (kept for callers that know no channel count)."""
-    return preset_for(resolution, 1)
-
-
 def noise_shift_for(resolution: int) -> float:
     """The factor every noise level is multiplied by at side ``resolution``: ``max(1, r / 32)``.
 

@@ -67,3 +67,30 @@ def test_float_latents_pass_through_the_batches_unchanged_and_are_not_mirrored()
     assert torch.equal(batch, torch.from_numpy(z[[3, 1]]))
     assert xflip_probability(TrainConfig(), 4, "latent") == 0.0
     assert xflip_probability(TrainConfig(xflip=0.5), 4, "latent") == 0.5
+
+
+def test_large_pictures_default_to_latent_space_within_the_budget(tmp_path):
+    from imagegen.config import RunConfig
+    from imagegen.features.autoencoder import autoencoder_path
+    from imagegen.models.presets import LATENT_FROM_SIDE
+    from imagegen.training.run import _default_space
+
+    data = make_data(tmp_path / "data", shapes(72, size=LATENT_FROM_SIDE))
+    r = train(data, tmp_path / "run", budget="8s", fid_every_seconds=0, progress=False, threads=1)
+    ae_path = autoencoder_path(data)
+    assert ae_path.is_file()  # the data set's autoencoder was trained first ...
+    stored = RunConfig.load(tmp_path / "run" / "config.toml")
+    assert stored.model.space == "latent" and (tmp_path / "run" / AUTOENCODER_FILE).is_file()
+    spent = 8.0 - stored.train.budget_seconds  # ... within the run's budget: the denoiser got the rest
+    assert 0.4 * 8.0 <= spent < 8.0 and r["elapsed"] <= stored.train.budget_seconds + 5.0
+    # the next run reuses it and keeps the whole budget; an explicit --space pixel or preset stays on pixels
+    mtime = ae_path.stat().st_mtime_ns
+    train(data, tmp_path / "again", steps=1, fid_every_seconds=0, progress=False)
+    assert ae_path.stat().st_mtime_ns == mtime
+    assert RunConfig.load(tmp_path / "again" / "config.toml").model.space == "latent"
+    # an explicit space or preset is the user's choice; smaller pictures stay on pixels with no autoencoder
+    small = make_data(tmp_path / "small", shapes(72, size=32))
+    for d, side, kw in ((data, LATENT_FROM_SIDE, {"space": "pixel"}), (data, LATENT_FROM_SIDE, {"preset": "unet-64"}),
+                        (small, 32, {})):
+        assert _default_space(d, side, kw, progress=False) == kw
+    assert not autoencoder_path(small).exists()

@@ -89,6 +89,32 @@ def test_bad_settings_are_rejected_with_the_fix(digits_data, tmp_path):
         train(digits_data, tmp_path / "r2", config=neither, progress=False)
 
 
+def test_a_data_set_too_small_is_refused_unless_allowed(tmp_path, capsys):
+    import numpy as np
+
+    from imagegen.cli import main
+    from imagegen.training.run import MIN_TRAIN_IMAGES
+    from test_autoencoder import make_data
+
+    images = np.random.default_rng(0).integers(0, 256, (MIN_TRAIN_IMAGES - 1, 8, 8, 1), dtype=np.uint8)
+    small = make_data(tmp_path / "small", images)
+    cfg = replace(tiny_config(small, steps=2), model=ModelConfig(preset="unet-tiny", resolution=8, channels=1))
+    with pytest.raises(ImagegenError, match=f"has {MIN_TRAIN_IMAGES - 1} images of 8x8.*--allow-small") as e:
+        train(small, tmp_path / "r", config=cfg, progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()  # refused before any run folder is made
+    train(small, tmp_path / "r", config=cfg, progress=False, allow_small=True)
+    assert latest_checkpoint(tmp_path / "r") is not None
+    # the CLI says the same in one line and accepts the flag
+    assert main(["train", str(small), "--out", str(tmp_path / "c"), "--steps", "1", "--preset", "unet-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--allow-small" in err and str(small) in err
+    assert main(["train", str(small), "--out", str(tmp_path / "c"), "--steps", "1", "--preset", "unet-tiny",
+                 "--allow-small", "--fid-every", "0"]) == 0
+    enough = make_data(tmp_path / "enough", np.concatenate([images, images[:1]]))
+    train(enough, tmp_path / "e", config=replace(cfg, data=str(enough)), progress=False)
+
+
 def test_config_toml_round_trip_and_unknown_keys():
     cfg = RunConfig(data="x")
     assert RunConfig.from_toml(cfg.to_toml()) == cfg

@@ -143,7 +143,7 @@ def cmd_train(a: argparse.Namespace) -> str:
                  "conditional": False if a.unconditional else None, "xflip": a.xflip,
                  "space": a.space}
     r = train(a.data, a.out, config=a.config, resume=a.resume, device=a.device, precision=a.precision,
-              compile=a.compile, **overrides)
+              compile=a.compile, allow_small=a.allow_small, **overrides)
     if r["checkpoint"] is None:  # a torchrun rank other than 0: rank 0 reports
         return ""
     state = "interrupted; continue with --resume" if r["interrupted"] else "done"
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(make it first with `imagegen features train-autoencoder DATA`)")
     t.add_argument("--xflip", type=float, help="probability of mirroring a training image left-right "
                    "(default: 0.5 for colour data sets, 0 for gray ones)")
+    t.add_argument("--allow-small", action="store_true",
+                   help="train on a data set of fewer than 64 images (its samples will mostly copy them)")
     t.add_argument("--fid-every", type=float, metavar="SECONDS",
                    help="FID of the EMA model every SECONDS of training, best checkpoint kept in best.json "
                         "(default: 120 for labeled sets up to 50,000 images; unlabeled sets: Inception-v3 as often "

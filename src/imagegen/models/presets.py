@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ..errors import ImagegenError
 
 MIN_SIDE, MAX_SIDE = 16, 128  # the sizes the family covers
+LATENT_FROM_SIDE = 64  # from this side up a new run trains in latent space by default (RESULTS.md, issue 16)
 SHIFT_BASE = 32  # the side at which the noise distribution is not shifted
 
 
@@ -105,6 +106,18 @@ def preset_for(resolution: int, channels: int = 1) -> str:
         if resolution <= side:
             return gray if channels == 1 else colour
     raise AssertionError("FAMILY ends at MAX_SIDE")
+
+
+def space_for(resolution: int) -> str:
+    """The default space of a new run on ``resolution``-pixel images: ``"latent"`` from
+    :data:`LATENT_FROM_SIDE` up (at equal total CPU time, the autoencoder's training included,
+    latent diffusion beat pixel diffusion there; benchmarks/RESULTS.md), else ``"pixel"``.
+
+    Example:
+        >>> space_for(32), space_for(64)
+        ('pixel', 'latent')
+    """
+    return "latent" if resolution >= LATENT_FROM_SIDE else "pixel"
 
 
 def noise_shift_for(resolution: int) -> float:

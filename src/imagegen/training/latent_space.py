@@ -6,10 +6,18 @@ DATA`` made (:mod:`imagegen.features.autoencoder`), encoded once and cached next
 set (:func:`imagegen.features.latents.cached_latents`). The run folder keeps a copy of the
 autoencoder (``autoencoder.safetensors``), so generation decodes without the data set; the
 run's config records its sha256, and a copy that does not match is refused.
+
+A new run on pictures of :data:`~imagegen.models.presets.LATENT_FROM_SIDE` pixels or more
+trains in latent space by default (:func:`~imagegen.models.presets.space_for`); when the data
+set has no up-to-date default autoencoder yet, :func:`default_autoencoder` trains it first
+for :data:`AUTOENCODER_BUDGET_SHARE` of the run's time budget, so the budget covers both.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,47 @@ from ..errors import ImagegenError
 from ..models.presets import MIN_SIDE, noise_shift_for, preset_for
 
 AUTOENCODER_FILE = "autoencoder.safetensors"  # the run's copy of its autoencoder
+# The share of a run's time budget its autoencoder trains for when the data set has none
+# (at 64 px, 4 of 10 minutes beat pixel space at equal total time: benchmarks/RESULTS.md).
+AUTOENCODER_BUDGET_SHARE = 0.4
+
+
+def has_default_autoencoder(data: str | Path) -> bool:
+    """Whether ``data`` holds its default (f4c4) autoencoder, trained on this version of it."""
+    from ..data import load_dataset
+    from ..features.autoencoder import Autoencoder, autoencoder_path
+
+    path = autoencoder_path(data)
+    return path.is_file() and Autoencoder.load(path).dataset_checksum == load_dataset(data).checksum
+
+
+def default_autoencoder(data: str | Path, budget_seconds: float, *, threads: int | None = None,
+                        progress: bool = True) -> float:
+    """Give ``data`` its default autoencoder for a new latent-space run and cache its latents;
+    returns the seconds spent (0 when both were there already).
+
+    A missing or out-of-date autoencoder is trained for ``AUTOENCODER_BUDGET_SHARE`` of
+    ``budget_seconds`` (:data:`~imagegen.features.autoencoder.DEFAULT_MINUTES` when the run
+    has no time budget); under torchrun it must be trained beforehand, once, by one process.
+    """
+    from ..features.autoencoder import DEFAULT_MINUTES, load_autoencoder
+    from ..features.autoencoder_train import train_autoencoder
+    from ..features.latents import cached_latents
+
+    t0 = time.perf_counter()
+    if not has_default_autoencoder(data):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ImagegenError(f"{data} has no autoencoder yet and latent space is the default at this size; "
+                                f"train it once before torchrun (`imagegen features train-autoencoder {data}`), "
+                                "or pass --space pixel")
+        minutes = AUTOENCODER_BUDGET_SHARE * budget_seconds / 60.0 if budget_seconds > 0 else DEFAULT_MINUTES
+        if progress:
+            print(f"imagegen: {data} has no autoencoder yet; training one for {minutes:.1f} of the run's minutes "
+                  "(pictures this large train in latent space by default; --space pixel trains on pixels)",
+                  file=sys.stderr, flush=True)
+        train_autoencoder(data, minutes=minutes, threads=threads, progress=progress)
+    cached_latents(data, load_autoencoder(data, factor=4, latent_channels=4), progress=progress)
+    return time.perf_counter() - t0
 
 
 def to_space(mc: ModelConfig, data: str | Path, space: str) -> ModelConfig:

@@ -30,8 +30,8 @@ from ..device import autocast_dtype, resolve_device
 from ..distributed import barrier, init
 from ..errors import ImagegenError
 from ..features.latents import cached_latents
-from ..models.presets import check_preset, noise_shift_for, preset_for
-from .latent_space import save_run_autoencoder, to_space, training_autoencoder
+from ..models.presets import check_preset, noise_shift_for, preset_for, space_for
+from .latent_space import default_autoencoder, save_run_autoencoder, to_space, training_autoencoder
 from .fid_monitor import FidMonitor, fid_interval
 from .loop import run_loop
 from .schedule import parse_duration
@@ -43,6 +43,20 @@ RESUMABLE = frozenset({"budget_seconds", "steps", "sample_every_seconds", "check
                        "fid_steps"})
 _MODEL_OVERRIDES = ("preset", "conditional", "space")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# Fewer training images than this are refused unless ``allow_small``: a generator trained on a
+# handful of pictures reproduces them (every sample a near-copy), so it is almost never what
+# the user meant; 64 is also one default batch of distinct images.
+MIN_TRAIN_IMAGES = 64
+
+
+def check_dataset_size(data: str | Path, n: int, side: int, allow_small: bool) -> None:
+    """Refuse a data set of fewer than :data:`MIN_TRAIN_IMAGES` images, naming both fixes."""
+    if n < 1:
+        raise ImagegenError(f"data set {data} holds no images; import some with `imagegen data import`")
+    if n < MIN_TRAIN_IMAGES and not allow_small:
+        raise ImagegenError(
+            f"data set {data} has {n} images of {side}x{side}, too few to learn a generator from (it would only "
+            f"copy them); import at least {MIN_TRAIN_IMAGES}, or pass --allow-small to train on these anyway")
 
 
 def with_limits(tc: TrainConfig, budget: str | float | None, steps: int | None) -> TrainConfig:
@@ -101,6 +115,26 @@ def make_config(data: str | Path, **overrides: Any) -> RunConfig:
     return apply_overrides(RunConfig(data=str(data), model=mc), data, ds.num_classes, **overrides)
 
 
+def _default_space(data: str | Path, side: int, overrides: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """``overrides`` for a new run without a config: latent space when it is the default for
+    ``side`` and neither ``space`` nor ``preset`` was chosen, its autoencoder trained first
+    when missing, within the time budget (the budget left for the denoiser shrinks by the time
+    spent; a run limited by steps alone trains the autoencoder for its default minutes)."""
+    if overrides.get("space") is not None or overrides.get("preset") is not None or space_for(side) != "latent":
+        return overrides
+    budget, steps = overrides.get("budget"), overrides.get("steps")
+    seconds = parse_duration(budget) if budget is not None else (0.0 if steps else TrainConfig().budget_seconds)
+    threads = overrides.get("threads")
+    spent = default_autoencoder(data, seconds, threads=threads if threads else None, progress=progress)
+    out = {**overrides, "space": "latent"}
+    if seconds > 0:
+        if seconds - spent < 1.0:
+            raise ImagegenError(f"the autoencoder took {spent:.0f}s of the {seconds:.0f}s budget and left none for "
+                                "the denoiser; give a larger --budget (it is kept for the next run)")
+        out["budget"] = seconds - spent
+    return out
+
+
 def _check_resume(stored: RunConfig, wanted: RunConfig, out: Path) -> None:
     """Refuse a resumed config that differs from the stored one in anything but RESUMABLE settings."""
     changes = []
@@ -154,6 +188,7 @@ def train(
     compile: bool = False,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    allow_small: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train a model on a prepared data set into the run folder ``out``.
@@ -161,7 +196,8 @@ def train(
     Stops at the time budget or step count, whichever comes first; Ctrl-C saves a
     checkpoint first. ``config`` is a RunConfig or a TOML file; ``overrides`` (``budget``,
     ``steps``, ``preset``, ``conditional``, ``batch_size``, ``lr``, ``seed``, ...) apply on top
-    of it. ``resume=True`` continues from the latest checkpoint in ``out`` (a new
+    of it. Data sets of fewer than :data:`MIN_TRAIN_IMAGES` images are refused unless
+    ``allow_small``. ``resume=True`` continues from the latest checkpoint in ``out`` (a new
     ``budget``/``steps`` extends it). ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     Under torchrun every process calls this; rank 0 writes. Returns a summary dict.
 
@@ -178,11 +214,12 @@ def train(
     if not resume and latest is not None:
         raise ImagegenError(f"{out} already holds a trained run; pass --resume to continue it or choose another --out")
     ds = load_dataset(data)
+    check_dataset_size(data, len(ds), ds.resolution, allow_small)
     if isinstance(config, (str, Path)):
         config = RunConfig.load(config)
     resumed = load_checkpoint(latest) if resume and latest is not None else None
     if config is None and resumed is None:
-        config = make_config(data, **overrides)
+        config = make_config(data, **_default_space(data, ds.resolution, overrides, progress))
     else:
         base = config if config is not None else resumed.config  # type: ignore[union-attr]
         config = apply_overrides(base, data, ds.num_classes, **overrides)

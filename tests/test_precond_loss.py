@@ -122,6 +122,34 @@ def test_training_noise_levels_follow_the_formulations_distribution(precond):
     assert stat.std().item() == pytest.approx(1.2, rel=0.02)
 
 
+def test_two_piece_noise_levels_spread_below_the_mean_only():
+    # ln(sigma) = p_mean + p_std z for z >= 0 and p_mean + p_std_low z below: a two-piece normal
+    # whose median is p_mean, whose upper half is N(p_mean, p_std^2) and lower half N(p_mean, p_std_low^2)
+    n, p_mean, hi, lo = 200_000, 0.4, 1.0, 1.8
+    draws = _draws(n, 3)
+    spy = SpyDenoiser()
+    DenoisingLoss(RectifiedFlow(), 0, p_mean=p_mean, p_std=hi, p_std_low=lo)(spy, torch.zeros(n, 1, 1, 1), None, draws)
+    ln_sigma = spy.calls[0][0].double().log()
+    z = draws.normal.double()
+    torch.testing.assert_close(ln_sigma, torch.where(z < 0, p_mean + lo * z, p_mean + hi * z), rtol=0, atol=1e-5)
+    below, above = ln_sigma[ln_sigma < p_mean], ln_sigma[ln_sigma >= p_mean]
+    assert len(below) / n == pytest.approx(0.5, abs=0.005)
+    # a half-normal of scale s has mean s sqrt(2 / pi)
+    assert (p_mean - below).mean().item() == pytest.approx(lo * math.sqrt(2 / math.pi), rel=0.01)
+    assert (above - p_mean).mean().item() == pytest.approx(hi * math.sqrt(2 / math.pi), rel=0.01)
+    # P(sigma < 0.1) = Phi((ln 0.1 - p_mean) / lo)
+    expected = 0.5 * math.erfc(-(math.log(0.1) - p_mean) / lo / math.sqrt(2))
+    assert (ln_sigma < math.log(0.1)).double().mean().item() == pytest.approx(expected, abs=0.003)
+    # p_std_low equal to p_std, or 0, is the plain normal, bit for bit
+    for same in (hi, 0.0):
+        spy2 = SpyDenoiser()
+        DenoisingLoss(RectifiedFlow(), 0, p_mean=p_mean, p_std=hi, p_std_low=same)(spy2, torch.zeros(n, 1, 1, 1), None,
+                                                                                   draws)
+        plain = SpyDenoiser()
+        DenoisingLoss(RectifiedFlow(), 0, p_mean=p_mean, p_std=hi)(plain, torch.zeros(n, 1, 1, 1), None, draws)
+        assert torch.equal(spy2.calls[0][0], plain.calls[0][0])
+
+
 def test_label_dropout_uses_null_class():
     spy = SpyDenoiser(num_classes=10)
     labels = torch.zeros(20_000, dtype=torch.long)

@@ -58,6 +58,9 @@ class TrainConfig:
     # recipe ablations). EDM's own choice is -1.2/1.2.
     p_mean: float = 0.4
     p_std: float = 1.0
+    # > 0: ln(sigma) below p_mean spreads by this instead of p_std (a two-piece normal: more
+    # training at low noise, the high-noise side unchanged); 0: the plain normal
+    p_std_low: float = 0.0
     label_dropout: float = 0.1  # for classifier-free guidance
     # probability of mirroring a training image left-right (Karras et al. 2020/2022's x-flip,
     # non-leaking: a mirrored picture is still a picture of the data); -1 auto: 0.5 for colour

@@ -5,7 +5,11 @@ training distribution, corrupt ``x`` to ``x + sigma n`` and weight the squared e
 denoiser by ``lambda(sigma)``, which makes the network's effective target unit-scale. Both
 the distribution and the weight belong to the preconditioning
 (:mod:`imagegen.models.precond`): for EDM this is EDM's loss, for rectified flow the
-velocity loss ``|v_hat - v|^2`` with SD3's logit-normal time. Labels are replaced by the
+velocity loss ``|v_hat - v|^2`` with SD3's logit-normal time. With ``p_std_low`` the normal
+of ``ln sigma`` becomes a two-piece normal (Gibbons and Mylroie 1973): the same spread
+``p_std`` above ``p_mean`` and ``p_std_low`` below it, i.e. more training at low noise levels,
+where a picture's fine detail and flat backgrounds are decided, with the high-noise side
+unchanged. Labels are replaced by the
 "no class" token with probability ``label_dropout`` (classifier-free guidance training,
 Ho & Salimans 2022).
 
@@ -40,10 +44,14 @@ class DenoisingLoss:
     p_mean: float
     p_std: float
     label_dropout: float = 0.0
+    p_std_low: float = 0.0  # > 0: the spread of ln(sigma) below p_mean (a two-piece normal); 0: p_std
 
     def __call__(self, denoiser: DenoiserCall, x: torch.Tensor, labels: torch.Tensor | None,
                  noise: TrainingNoise) -> torch.Tensor:
-        sigma = self.precond.training_sigma(noise.normal.to(x.dtype), self.p_mean, self.p_std)
+        z = noise.normal.to(x.dtype)
+        if self.p_std_low > 0:  # the two-piece normal: the draws below the mean spread by p_std_low
+            z = torch.where(z < 0, z * self.p_std_low, z * self.p_std)
+        sigma = self.precond.training_sigma(z, self.p_mean, 1.0 if self.p_std_low > 0 else self.p_std)
         if labels is not None and self.label_dropout > 0:
             labels = torch.where(noise.uniform < self.label_dropout, torch.full_like(labels, self.num_classes), labels)
         d = denoiser(x + sigma.view(-1, 1, 1, 1) * noise.noise.to(x.dtype), sigma, labels)

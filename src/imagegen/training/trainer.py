@@ -61,6 +61,7 @@ def validate(tc: TrainConfig) -> None:
         (0 <= tc.warmup_fraction < 1, "warmup_fraction must be in [0, 1)"),
         (0 <= tc.label_dropout < 1, "label_dropout must be in [0, 1)"),
         (tc.p_std > 0, "p_std must be > 0"),
+        (tc.p_std_low >= 0, "p_std_low must be >= 0 (0: the same as p_std)"),
         (tc.ema_halflife_kimg >= 0, "ema_halflife_kimg must be >= 0"),
         (0 <= tc.batch_shards <= tc.batch_size, "batch_shards must be between 0 (auto) and the batch size"),
         (tc.xflip == -1 or 0 <= tc.xflip <= 1, "xflip must be a probability in [0, 1], or -1 (auto)"),
@@ -135,7 +136,7 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=(0.9, 0.99), eps=1e-8,
                                     weight_decay=tc.weight_decay, foreach=True)
         self.loss_fn = DenoisingLoss(self.model.precond, mc.num_classes, tc.p_mean, tc.p_std,
-                                     tc.label_dropout if self.labels is not None else 0.0)
+                                     tc.label_dropout if self.labels is not None else 0.0, tc.p_std_low)
         self.step, self.nimg, self.elapsed = 0, 0, 0.0
         cpu_alone = self.device.type == "cpu" and not self.world.distributed
         self.shards = auto_shards(tc, torch.get_num_threads()) if cpu_alone else 1

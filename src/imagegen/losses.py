@@ -7,7 +7,8 @@ the distribution and the weight belong to the preconditioning
 (:mod:`imagegen.models.precond`): for EDM this is EDM's loss, for rectified flow the
 velocity loss ``|v_hat - v|^2`` with SD3's logit-normal time. Labels are replaced by the
 "no class" token with probability ``label_dropout`` (classifier-free guidance training,
-Ho & Salimans 2022).
+Ho & Salimans 2022). Images of a run trained with augmentation come with their augment
+labels (:mod:`imagegen.augment`), which are passed on to the denoiser.
 
 Randomness is passed in as a :class:`~imagegen.noise.TrainingNoise` (drawn per sample from
 the seed rule), so a step is reproducible and independent of how its batch is split.
@@ -23,7 +24,7 @@ import torch
 from .models.precond import Preconditioning
 from .noise import TrainingNoise
 
-DenoiserCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+DenoiserCall = Callable[..., torch.Tensor]  # D(x, sigma, labels[, augment_labels=...])
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,14 @@ class DenoisingLoss:
     label_dropout: float = 0.0
 
     def __call__(self, denoiser: DenoiserCall, x: torch.Tensor, labels: torch.Tensor | None,
-                 noise: TrainingNoise) -> torch.Tensor:
+                 noise: TrainingNoise, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         sigma = self.precond.training_sigma(noise.normal.to(x.dtype), self.p_mean, self.p_std)
         if labels is not None and self.label_dropout > 0:
             labels = torch.where(noise.uniform < self.label_dropout, torch.full_like(labels, self.num_classes), labels)
-        d = denoiser(x + sigma.view(-1, 1, 1, 1) * noise.noise.to(x.dtype), sigma, labels)
+        noisy = x + sigma.view(-1, 1, 1, 1) * noise.noise.to(x.dtype)
+        if augment_labels is None:
+            d = denoiser(noisy, sigma, labels)
+        else:
+            d = denoiser(noisy, sigma, labels, augment_labels=augment_labels)
         w = self.precond.loss_weight(sigma)
         return w * ((d.float() - x) ** 2).flatten(1).mean(dim=1)

@@ -178,7 +178,7 @@ def augment_images(images: torch.Tensor, aug: Augmentation) -> tuple[torch.Tenso
         >>> bool(torch.equal(y, x)), tuple(labels.shape)
         (True, (2, 8))
     """
-    n, _, h, w = images.shape
+    h, w = images.shape[-2:]
     aug = aug.to(images.device)
     out = torch.where(aug.flip[:, None, None, None], images.flip(-1), images)
     moved = aug.moves()
@@ -192,4 +192,4 @@ def augment_images(images: torch.Tensor, aug: Augmentation) -> tuple[torch.Tenso
         sel = out[rows]
         grid = F.affine_grid(theta[:, :2].to(sel.dtype), list(sel.shape), align_corners=False)
         out[rows] = F.grid_sample(sel, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return out, augment_labels(aug, (h, w)).to(images.device)
+    return out, augment_labels(aug, (h, w))

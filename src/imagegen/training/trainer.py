@@ -212,14 +212,13 @@ class Trainer:
         x = self.x[rows].to(self.device, non_blocking=True)
         lab = self.labels[rows].to(self.device, non_blocking=True) if self.labels is not None else None
         noise = training_noise(tc.seed, self.step, positions.tolist(), x.shape[1:], augment=self.augment > 0)
-        aug_labels = None
-        if self.augment > 0:  # the transforms are chosen on the CPU, the same on every device
-            aug = sample_augmentation(noise.augment, self.augment, noise.flip < self.xflip, x.shape[-2:])
+        flip, aug_labels = noise.flip < self.xflip, None
+        if self.augment > 0:  # the mirror is the augmentation's; transforms chosen on the CPU, as the draws
+            aug = sample_augmentation(noise.augment, self.augment, flip, x.shape[-2:])
             x, aug_labels = augment_images(x, aug)
-        noise = noise._replace(augment=None).to(self.device)
-        if self.xflip > 0 and self.augment == 0:
-            x = torch.where((noise.flip < self.xflip)[:, None, None, None], x.flip(-1), x)
-        return x, lab, noise, aug_labels
+        elif self.xflip > 0:
+            x = torch.where(flip.to(self.device)[:, None, None, None], x.flip(-1), x)
+        return x, lab, noise._replace(augment=None).to(self.device), aug_labels
 
     def train_step(self) -> float:
         """One optimizer step on the global batch; returns the mean loss of this process's part."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from imagegen.augment import AUGMENT_DIM
 from imagegen.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from imagegen.config import ModelConfig, RunConfig, TrainConfig
 from imagegen.errors import ImagegenError
@@ -219,6 +220,8 @@ def _trainer(digits_data, tmp_path, **train):
     from imagegen.training import Trainer
 
     cfg = tiny_config(digits_data, steps=3, **train)
+    if cfg.train.augment:  # the network takes the augment labels (train() sets this)
+        cfg = replace(cfg, model=replace(cfg.model, augment_dim=AUGMENT_DIM))
     ds = load_dataset(digits_data)
     return Trainer(cfg, tmp_path, ds.images, ds.labels)
 
@@ -244,14 +247,15 @@ def test_sharded_batch_gives_the_gradient_of_the_whole_batch(digits_data, tmp_pa
         torch.testing.assert_close(g3, g1, rtol=1e-4, atol=1e-7)
 
 
-def test_a_step_does_not_depend_on_the_shard_count(digits_data, tmp_path):
-    # each sample's noise comes from its own seed (imagegen.noise), so splitting the batch
-    # over 1, 2 or 4 shards gives the same step up to float rounding of the gradient sums
+@pytest.mark.parametrize("augment", [0.0, 0.5])
+def test_a_step_does_not_depend_on_the_shard_count(digits_data, tmp_path, augment):
+    # each sample's noise (and augmentation) comes from its own seed (imagegen.noise), so splitting
+    # the batch over 1, 2 or 4 shards gives the same step up to float rounding of the gradient sums
     from imagegen.features.evaluator import torch_threads
 
     params = {}
     for shards in (1, 2, 4):
-        tr = _trainer(digits_data, tmp_path / str(shards), batch_shards=shards)
+        tr = _trainer(digits_data, tmp_path / str(shards), batch_shards=shards, augment=augment)
         with torch_threads(1):
             for _ in range(2):
                 tr.train_step()

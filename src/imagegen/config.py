@@ -40,6 +40,9 @@ class ModelConfig:
     latent_channels: int = 0  # latent space: the autoencoder's latent channels
     latent_factor: int = 0  # latent space: its spatial downsampling factor
     autoencoder_sha256: str = ""  # latent space: the autoencoder the run was trained with
+    # augment labels the network is conditioned on (EDM's augment_dim): imagegen.augment.AUGMENT_DIM
+    # when the run trains with augmentation (train.augment > 0), else 0; set with the config
+    augment_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class TrainConfig:
     # non-leaking: a mirrored picture is still a picture of the data); -1 auto: 0.5 for colour
     # data sets, 0 for gray ones (digits and glyphs change meaning when mirrored)
     xflip: float = -1.0
+    # probability of each geometric transform of EDM's non-leaking augmentation (Karras et al.
+    # 2020/2022, imagegen.augment): x-flip, integer translation, isotropic scaling, rotation,
+    # anisotropic scaling, with the network conditioned on the transform and sampling with "none".
+    # EDM used 0.12 on CIFAR-10 and 0.15 elsewhere; 0 = off; pixel space only. With it the
+    # x-flip above becomes the augmentation's (conditioned) flip instead of a plain one
+    augment: float = 0.0
     ema_halflife_kimg: float = 10.0
     ema_rampup: float = 0.05  # half-life <= this x images seen (0.05 beat 0.1 and 0.25: RESULTS.md)
     seed: int = 0

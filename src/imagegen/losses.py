@@ -11,7 +11,8 @@ of ``ln sigma`` becomes a two-piece normal (Gibbons and Mylroie 1973): the same 
 where a picture's fine detail and flat backgrounds are decided, with the high-noise side
 unchanged. Labels are replaced by the
 "no class" token with probability ``label_dropout`` (classifier-free guidance training,
-Ho & Salimans 2022).
+Ho & Salimans 2022). Images of a run trained with augmentation come with their augment
+labels (:mod:`imagegen.augment`), which are passed on to the denoiser.
 
 Randomness is passed in as a :class:`~imagegen.noise.TrainingNoise` (drawn per sample from
 the seed rule), so a step is reproducible and independent of how its batch is split.
@@ -27,7 +28,7 @@ import torch
 from .models.precond import Preconditioning
 from .noise import TrainingNoise
 
-DenoiserCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+DenoiserCall = Callable[..., torch.Tensor]  # D(x, sigma, labels[, augment_labels=...])
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,17 @@ class DenoisingLoss:
     p_std_low: float = 0.0  # > 0: the spread of ln(sigma) below p_mean (a two-piece normal); 0: p_std
 
     def __call__(self, denoiser: DenoiserCall, x: torch.Tensor, labels: torch.Tensor | None,
-                 noise: TrainingNoise) -> torch.Tensor:
+                 noise: TrainingNoise, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         z = noise.normal.to(x.dtype)
         if self.p_std_low > 0:  # the two-piece normal: the draws below the mean spread by p_std_low
             z = torch.where(z < 0, z * self.p_std_low, z * self.p_std)
         sigma = self.precond.training_sigma(z, self.p_mean, 1.0 if self.p_std_low > 0 else self.p_std)
         if labels is not None and self.label_dropout > 0:
             labels = torch.where(noise.uniform < self.label_dropout, torch.full_like(labels, self.num_classes), labels)
-        d = denoiser(x + sigma.view(-1, 1, 1, 1) * noise.noise.to(x.dtype), sigma, labels)
+        noisy = x + sigma.view(-1, 1, 1, 1) * noise.noise.to(x.dtype)
+        if augment_labels is None:
+            d = denoiser(noisy, sigma, labels)
+        else:
+            d = denoiser(noisy, sigma, labels, augment_labels=augment_labels)
         w = self.precond.loss_weight(sigma)
         return w * ((d.float() - x) ** 2).flatten(1).mean(dim=1)

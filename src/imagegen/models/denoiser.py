@@ -1,4 +1,4 @@
-"""The Denoiser contract, ``D(x, sigma, labels=None) -> x0_hat`` (Karras et al. 2022, Eq. 7).
+"""The Denoiser contract, ``D(x, sigma, labels=None, augment_labels=None) -> x0_hat`` (Karras et al. 2022, Eq. 7).
 
 Every image model is wrapped as a :class:`Denoiser`: given images ``x`` at noise levels
 ``sigma`` (VE convention, ``x = x0 + sigma n``) and optional integer class ``labels``, it
@@ -9,6 +9,10 @@ scalings (:mod:`imagegen.models.precond`), are hidden behind it.
 Labels are class indices ``0 .. num_classes - 1``; the index ``num_classes`` means "no
 class" (the unconditional branch of classifier-free guidance, Ho & Salimans 2022), and
 ``labels=None`` is unconditional.
+
+``augment_labels`` (N, augment_dim) describe how training images were augmented
+(:mod:`imagegen.augment`, EDM's non-leaking augmentation); None means zeros, "not
+augmented", which is what generation asks for, so samplers and guidance never pass them.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class Denoiser(Protocol):
     precond: Preconditioning
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float,
-                 labels: torch.Tensor | None = None) -> torch.Tensor:
+                 labels: torch.Tensor | None = None, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         ...
 
 
@@ -61,13 +65,14 @@ class PreconditionedDenoiser(nn.Module):
     """
 
     def __init__(self, net: nn.Module, precond: Preconditioning, *, channels: int, resolution: int,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, augment_dim: int = 0) -> None:
         super().__init__()
         self.net = net
         self.precond = precond
         self.channels = int(channels)
         self.resolution = int(resolution)
         self.num_classes = int(num_classes)
+        self.augment_dim = int(augment_dim)  # augment labels per image the network takes (0: none)
         self.__dict__["decoder"] = None  # a plain attribute: never part of the state dict
 
     def attach_decoder(self, decoder: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
@@ -76,7 +81,7 @@ class PreconditionedDenoiser(nn.Module):
         self.__dict__["decoder"] = decoder
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+                labels: torch.Tensor | None = None, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -84,5 +89,8 @@ class PreconditionedDenoiser(nn.Module):
         if self.num_classes and labels is None:
             labels = null_labels(x.shape[0], self.num_classes, x.device)
         c_skip, c_out, c_in, c_noise = self.precond.scalings(sigma)
-        f = self.net(c_in * x, c_noise.flatten(), labels)
+        if augment_labels is None:  # zeros: the network adds nothing for them
+            f = self.net(c_in * x, c_noise.flatten(), labels)
+        else:
+            f = self.net(c_in * x, c_noise.flatten(), labels, augment_labels=augment_labels)
         return c_skip * x + c_out * f.to(x.dtype)

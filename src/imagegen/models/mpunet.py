@@ -18,6 +18,8 @@ drift in magnitude. Pieces (each in one line):
 * Blocks: pixel norm on encoder inputs, ``x * (gain * emb + 1)`` modulation (gain starts at
   0), residual joined with ``mp_sum(t=0.3)``, cosine self-attention (pixel-normalised q, k, v).
 * No biases, no GroupNorm; the output conv has a learned gain initialised to 0.
+* Augment labels (a run trained with augmentation, :mod:`imagegen.augment`): ``MPConv`` on
+  the labels with a learned gain initialised to 0, added to the embedding (zeros add nothing).
 
 The level/skip topology is that of :class:`imagegen.models.unet.UNet`, so FLOPs compare.
 """
@@ -142,7 +144,7 @@ class MPUNet(nn.Module):
     """
 
     def __init__(self, in_ch: int, preset: UNetPreset, num_classes: int = 0,
-                 label_balance: float = 0.5, concat_balance: float = 0.5):
+                 label_balance: float = 0.5, concat_balance: float = 0.5, augment_dim: int = 0):
         super().__init__()
         ch, nb, ed = preset.channels, preset.blocks, preset.emb_dim
         self.num_classes, self.label_balance, self.concat_balance = num_classes, label_balance, concat_balance
@@ -177,8 +179,12 @@ class MPUNet(nn.Module):
                 self.upsample.append(MPConv(cur, cur, 3))
         self.conv_out = MPConv(cur, in_ch, 3)
         self.out_gain = nn.Parameter(torch.zeros([]))
+        # made last, so the other layers start as in a network without it
+        self.emb_augment = MPConv(augment_dim, ed) if augment_dim else None
+        self.augment_gain = nn.Parameter(torch.zeros([])) if augment_dim else None
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.emb_noise(self.fourier(c_noise))
         if self.emb_label is not None:
             if labels is None:
@@ -186,6 +192,10 @@ class MPUNet(nn.Module):
             n = self.num_classes + 1
             onehot = F.one_hot(labels, n).to(emb.dtype) * math.sqrt(n)
             emb = mp_sum(emb, self.emb_label(onehot), self.label_balance)
+        if augment_labels is not None:  # None: no transform (zeros), which adds nothing
+            if self.emb_augment is None:
+                raise ValueError("augment labels given to a network built without them (augment_dim = 0)")
+            emb = emb + self.emb_augment(augment_labels.to(emb.dtype), gain=self.augment_gain)
         emb = mp_silu(emb)
 
         h = self.conv_in(torch.cat([x, torch.ones_like(x[:, :1])], dim=1))

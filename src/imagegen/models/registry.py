@@ -21,7 +21,7 @@ from .precond import make_precond
 from .unet import PRESETS, UNet, UNetPreset, check_preset
 
 
-def _mp_unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int) -> nn.Module:
+def _mp_unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int, augment_dim: int) -> nn.Module:
     from .mpunet import MPUNet
 
     # the magnitude-preserving network has its own normalisation and always runs on pixels
@@ -31,14 +31,15 @@ def _mp_unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: i
     if odd:
         raise ImagegenError(f"preset {preset_name!r} sets {', '.join(odd)}, which the mp-unet network does not "
                             "support; use arch 'unet' with this preset, or a preset without these options")
-    return MPUNet(channels, preset, num_classes)
+    return MPUNet(channels, preset, num_classes, augment_dim=augment_dim)
 
 
-def _unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int) -> nn.Module:
-    return UNet(channels, preset, num_classes)
+def _unet(channels: int, preset_name: str, preset: UNetPreset, num_classes: int, augment_dim: int) -> nn.Module:
+    return UNet(channels, preset, num_classes, augment_dim)
 
 
-NETWORKS: dict[str, Callable[[int, str, UNetPreset, int], nn.Module]] = {"unet": _unet, "mp-unet": _mp_unet}
+# (channels, preset name, preset, num_classes, augment_dim) -> the network F(x, c_noise, labels, augment_labels)
+NETWORKS: dict[str, Callable[[int, str, UNetPreset, int, int], nn.Module]] = {"unet": _unet, "mp-unet": _mp_unet}
 
 
 SPACES = ("pixel", "latent")
@@ -69,7 +70,9 @@ def build_denoiser(mc: ModelConfig, device: torch.device | str | None = None) ->
     if mc.arch not in NETWORKS:
         raise ImagegenError(f"unknown network {mc.arch!r}; known: {', '.join(NETWORKS)}")
     channels, resolution = denoiser_shape(mc)
-    net = NETWORKS[mc.arch](channels, mc.preset, PRESETS[mc.preset], mc.num_classes)
+    if mc.augment_dim < 0:
+        raise ImagegenError(f"augment_dim must be >= 0, got {mc.augment_dim}")
+    net = NETWORKS[mc.arch](channels, mc.preset, PRESETS[mc.preset], mc.num_classes, mc.augment_dim)
     denoiser = PreconditionedDenoiser(net, make_precond(mc.precond, mc.sigma_data, mc.noise_shift), channels=channels,
-                                      resolution=resolution, num_classes=mc.num_classes)
+                                      resolution=resolution, num_classes=mc.num_classes, augment_dim=mc.augment_dim)
     return denoiser.to(device) if device is not None else denoiser

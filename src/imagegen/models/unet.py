@@ -3,7 +3,10 @@
 Ho et al. 2020 (DDPM) and Song et al. 2021 (score SDE) define the residual UNet with
 timestep embeddings; EDM (Karras et al. 2022) feeds it ``c_noise`` instead of a timestep.
 Conditioning (noise level and optional class) enters every residual block as a per-channel
-scale and shift after the second normalisation (adaptive group norm, "FiLM").
+scale and shift after the second normalisation (adaptive group norm, "FiLM"). A network
+trained with augmentation (``augment_dim > 0``) also adds a bias-free linear map of the
+augment labels to that embedding (EDM's ``map_augment``; :mod:`imagegen.augment`), so labels
+of zeros, "no transform", add nothing.
 
 Its hyper-parameters are a :class:`~imagegen.models.presets.UNetPreset` (the family chosen by
 image size lives in :mod:`imagegen.models.presets`);
@@ -129,7 +132,7 @@ class UNet(nn.Module):
         torch.Size([4, 1, 28, 28])
     """
 
-    def __init__(self, in_ch: int, preset: UNetPreset, num_classes: int = 0):
+    def __init__(self, in_ch: int, preset: UNetPreset, num_classes: int = 0, augment_dim: int = 0):
         super().__init__()
         ch, nb, ed = preset.channels, preset.blocks, preset.emb_dim
         self.num_classes = num_classes
@@ -173,13 +176,22 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(cur, in_ch * self.patch**2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        # made last, so the other layers start as in a network without it; zero at the start
+        self.augment_emb = nn.Linear(augment_dim, ed, bias=False) if augment_dim else None
+        if self.augment_emb is not None:
+            nn.init.zeros_(self.augment_emb.weight)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.noise_emb(c_noise)
         if self.class_emb is not None:
             if labels is None:
                 labels = null_labels(x.shape[0], self.num_classes, x.device)
             emb = emb + self.class_emb(labels)
+        if augment_labels is not None:  # None: no transform (zeros), which adds nothing
+            if self.augment_emb is None:
+                raise ValueError("augment labels given to a network built without them (augment_dim = 0)")
+            emb = emb + self.augment_emb(augment_labels.to(emb.dtype))
         emb = F.silu(emb)
 
         if self.patch > 1:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..augment import AUGMENT_DIM
 from ..checkpoint import latest_checkpoint, load_checkpoint
 from ..config import ModelConfig, RunConfig, TrainConfig
 from ..data import load_dataset
@@ -35,7 +36,7 @@ from .latent_space import default_autoencoder, save_run_autoencoder, to_space, t
 from .fid_monitor import FidMonitor, fid_interval
 from .loop import run_loop
 from .schedule import parse_duration
-from .trainer import Trainer
+from .trainer import Trainer, check_augment, validate
 
 # TrainConfig fields a resumed run may change: limits, bookkeeping and machine settings.
 RESUMABLE = frozenset({"budget_seconds", "steps", "sample_every_seconds", "checkpoint_every_seconds",
@@ -97,6 +98,8 @@ def apply_overrides(config: RunConfig, data: str | Path, num_classes: int,
     if "conditional" in overrides:
         mc = replace(mc, num_classes=num_classes if overrides.pop("conditional") else 0)
     tc = replace(tc, **overrides)
+    # the network takes augment labels exactly when the run trains with augmentation
+    mc = replace(mc, augment_dim=AUGMENT_DIM if tc.augment > 0 else 0)
     return replace(config, data=str(data), model=mc, train=tc)
 
 
@@ -122,6 +125,9 @@ def _default_space(data: str | Path, side: int, overrides: dict[str, Any], progr
     spent; a run limited by steps alone trains the autoencoder for its default minutes)."""
     if overrides.get("space") is not None or overrides.get("preset") is not None or space_for(side) != "latent":
         return overrides
+    if (overrides.get("augment") or 0) > 0:  # refused before any autoencoder is trained
+        raise ImagegenError(f"augmentation (--augment) transforms pictures, and {side} px pictures train in latent "
+                            "space by default; add --space pixel to augment, or drop --augment")
     budget, steps = overrides.get("budget"), overrides.get("steps")
     seconds = parse_duration(budget) if budget is not None else (0.0 if steps else TrainConfig().budget_seconds)
     threads = overrides.get("threads")
@@ -143,6 +149,7 @@ def _check_resume(stored: RunConfig, wanted: RunConfig, out: Path) -> None:
         changes += [(f"{section}.{k}", a[k], b[k]) for k in a if a[k] != b[k]]
     a, b = dataclasses.asdict(stored.train), dataclasses.asdict(wanted.train)
     changes += [(f"train.{k}", a[k], b[k]) for k in a if a[k] != b[k] and k not in RESUMABLE]
+    changes.sort(key=lambda c: c[0] == "model.augment_dim")  # follows train.augment: name that first
     if changes:
         name, was, now = changes[0]
         raise ImagegenError(f"{name} = {now!r} conflicts with the resumed run in {out}, which was trained with "
@@ -226,6 +233,8 @@ def train(
         if resumed is not None:
             _check_resume(resumed.config, config, out)
     mc = config.model
+    validate(config.train)  # before any latents are computed
+    check_augment(config)
     if (ds.resolution, ds.channels) != (mc.resolution, mc.channels):
         raise ImagegenError(
             f"{data} holds {ds.resolution}x{ds.resolution}x{ds.channels} images but the run expects "

@@ -1,7 +1,9 @@
 """One training run's state (model, EMA, optimizer, data) and its step (EDM recipe, Karras et al. 2022).
 
 One step: take the global batch (:mod:`.batches`), this process's part of it, each sample's
-noise level, noise and label-dropout coin from the seed rule (:mod:`imagegen.noise`), an
+noise level, noise, label-dropout coin, mirror coin and augmentation draws from the seed rule
+(:mod:`imagegen.noise`), mirror or augment the images (with ``augment > 0``, EDM's
+non-leaking augmentation, :mod:`imagegen.augment`, whose labels condition the network), an
 Adam step on the denoising loss (:mod:`imagegen.losses`), then the EMA of the weights.
 Every random draw is a function of the seed, the step and the sample's position in the
 global batch, so ``--resume`` continues exactly where an uninterrupted run would be, and
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..augment import AUGMENT_DIM, augment_images, sample_augmentation
 from ..checkpoint import Checkpoint, prune_checkpoints, save_checkpoint
 from ..config import RunConfig, TrainConfig
 from ..device import autocast, autocast_dtype, prepare_network
@@ -65,19 +68,41 @@ def validate(tc: TrainConfig) -> None:
         (tc.ema_halflife_kimg >= 0, "ema_halflife_kimg must be >= 0"),
         (0 <= tc.batch_shards <= tc.batch_size, "batch_shards must be between 0 (auto) and the batch size"),
         (tc.xflip == -1 or 0 <= tc.xflip <= 1, "xflip must be a probability in [0, 1], or -1 (auto)"),
+        (0 <= tc.augment <= 1, f"augment must be a probability in [0, 1] (EDM used 0.12-0.15; 0 = off), "
+                               f"got {tc.augment}"),
     ]
     for ok, msg in checks:
         if not ok:
             raise ImagegenError(f"bad training setting: {msg}")
 
 
+def check_augment(config: RunConfig) -> None:
+    """Refuse augmentation where it cannot work: on latents (it transforms pictures), or with
+    a network whose augment-label inputs (``model.augment_dim``) do not match the setting."""
+    tc, mc = config.train, config.model
+    if tc.augment > 0 and mc.space != "pixel":
+        raise ImagegenError("augmentation (--augment) transforms pictures and cannot train a latent-space run; "
+                            "add --space pixel to augment, or drop --augment")
+    want = AUGMENT_DIM if tc.augment > 0 else 0
+    if mc.augment_dim != want:
+        raise ImagegenError(f"model.augment_dim = {mc.augment_dim} does not match train.augment = {tc.augment}: "
+                            f"set augment_dim = {want} (the network's augment-label inputs)")
+
+
 def xflip_probability(tc: TrainConfig, channels: int, space: str = "pixel") -> float:
     """The probability of mirroring a training image: ``tc.xflip``, or in auto mode (-1)
     0.5 for colour data sets and 0 for gray ones and for latents (a mirrored latent is not
-    the latent of the mirrored picture)."""
+    the latent of the mirrored picture).
+
+    With augmentation (``tc.augment > 0``) the mirror is the augmentation's x-flip, applied
+    once and recorded in the augment labels, so it does not leak into samples; auto mode then
+    mirrors gray data sets too, with the augmentation's probability.
+    """
     if tc.xflip >= 0:
         return tc.xflip
-    return 0.5 if channels > 1 and space == "pixel" else 0.0
+    if space != "pixel":
+        return 0.0
+    return 0.5 if channels > 1 else tc.augment
 
 
 def auto_shards(tc: TrainConfig, threads: int) -> int:
@@ -115,6 +140,7 @@ class Trainer:
         self.config, self.out = config, out
         tc, mc = config.train, config.model
         validate(tc)
+        check_augment(config)
         self.world = world or World()
         self.device = device or torch.device("cpu")
         self.precision = precision
@@ -122,6 +148,7 @@ class Trainer:
         _check_world(tc, self.world, len(images), self.device)
         self.x = ImageBatches(images)
         self.xflip = xflip_probability(tc, mc.channels, mc.space)
+        self.augment = tc.augment
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if (labels is not None and mc.num_classes) else None
         torch.manual_seed(tc.seed)  # parameter initialisation only, on the CPU: the same on every device
         model = build_denoiser(mc)
@@ -176,23 +203,28 @@ class Trainer:
             fracs.append(self.elapsed / tc.budget_seconds)
         return max(fracs)
 
-    def local_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
-        """This process's images, labels and noise for the current step, on its device."""
+    def local_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, Any, torch.Tensor | None]:
+        """This process's images, labels, noise and augment labels (None without augmentation)
+        for the current step, on its device."""
         tc, w = self.config.train, self.world
         idx = batch_indices(len(self.x), tc.batch_size, self.step, tc.seed)
         positions = rank_positions(len(idx), w.rank, w.size)
         rows = idx[positions]
         x = self.x[rows].to(self.device, non_blocking=True)
         lab = self.labels[rows].to(self.device, non_blocking=True) if self.labels is not None else None
-        noise = training_noise(tc.seed, self.step, positions.tolist(), x.shape[1:]).to(self.device)
-        if self.xflip > 0:
-            x = torch.where((noise.flip < self.xflip)[:, None, None, None], x.flip(-1), x)
-        return x, lab, noise
+        noise = training_noise(tc.seed, self.step, positions.tolist(), x.shape[1:], augment=self.augment > 0)
+        flip, aug_labels = noise.flip < self.xflip, None
+        if self.augment > 0:  # the mirror is the augmentation's; transforms chosen on the CPU, as the draws
+            aug = sample_augmentation(noise.augment, self.augment, flip, x.shape[-2:])
+            x, aug_labels = augment_images(x, aug)
+        elif self.xflip > 0:
+            x = torch.where(flip.to(self.device)[:, None, None, None], x.flip(-1), x)
+        return x, lab, noise._replace(augment=None).to(self.device), aug_labels
 
     def train_step(self) -> float:
         """One optimizer step on the global batch; returns the mean loss of this process's part."""
         tc = self.config.train
-        x, lab, noise = self.local_batch()
+        x, lab, noise, aug_labels = self.local_batch()
         lr = lr_at(tc, self.progress())
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -205,9 +237,9 @@ class Trainer:
 
         def backward(j: int) -> float:
             rows = shards[j]
-            part_noise = type(noise)(*(t[rows] for t in noise))
+            extra = {} if aug_labels is None else {"augment_labels": aug_labels[rows]}
             with autocast(self.device, self.amp):
-                part = self.loss_fn(forward, x[rows], None if lab is None else lab[rows], part_noise)
+                part = self.loss_fn(forward, x[rows], None if lab is None else lab[rows], noise.take(rows), **extra)
             loss = part.sum() * scale
             loss.backward()
             return float(loss.detach())

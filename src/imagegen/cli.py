@@ -273,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=int, help="optimizer steps (of 8 images) instead of a time budget")
     f.add_argument("--latent-channels", type=int, default=4, metavar="C", help="latent channels (default 4)")
     f.add_argument("--factor", type=int, default=4, choices=(2, 4, 8), help="spatial down-sampling: H/F x W/F latents (default 4)")
-    f.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: more were up to 9x slower on a busy 2-core machine)")
+    f.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: all cores; on a machine busy with other jobs "
+                        "--threads 1 can be several times faster)")
     f.add_argument("--seed", type=int, default=0, help="initial weights, batch order and noise (default 0)")
     f.set_defaults(fn=cmd_train_autoencoder)
 

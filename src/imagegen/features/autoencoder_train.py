@@ -174,13 +174,14 @@ def _in_memory(ds: Any, idx: np.ndarray, limit: int = 1 << 30) -> Any:
 
 def train_autoencoder(data: str | Path, *, minutes: float | None = None, steps: int | None = None,
                       latent_channels: int = 4, factor: int = 4, seed: int = 0, progress: bool = True,
-                      threads: int | None = 1, width: int = 32, device: str = "cpu") -> Path:
+                      threads: int | None = None, width: int = 32, device: str = "cpu") -> Path:
     """Train the autoencoder of a prepared data set; write it next to the data set; return its path.
 
     Trains for ``minutes`` (default 5) or ``steps`` (the first reached when both are given),
-    on ``threads`` torch threads (None: torch's setting). One is the default: on the shared
-    2-core machine here 2 threads trained at 11 img/s against 99 img/s with 1 (measured one
-    after the other; OpenMP threads wait on each other when other processes hold the cores). Writes
+    on ``threads`` torch threads (None, the default: torch's setting, all cores). On a quiet
+    2-core machine 2 threads train at 167 img/s against 98 with 1 (64x64 RGBA); on one shared
+    with other jobs 1 thread can be much faster (99 against 11 img/s), because OpenMP threads
+    wait on each other when other processes hold the cores. Writes
     ``DATA/features/autoencoder-f{factor}c{latent_channels}.safetensors`` (weights and config)
     and the ``.json`` beside it (config and report: held-out PSNR, latent shift and scale,
     encode/decode images per second, the training curve), both atomically.

@@ -76,7 +76,7 @@ def test_large_pictures_default_to_latent_space_within_the_budget(tmp_path):
     from imagegen.training.run import _default_space
 
     data = make_data(tmp_path / "data", shapes(72, size=LATENT_FROM_SIDE))
-    r = train(data, tmp_path / "run", budget="8s", fid_every_seconds=0, progress=False, threads=1)
+    r = train(data, tmp_path / "run", budget="8s", fid_every_seconds=0, progress=False)
     ae_path = autoencoder_path(data)
     assert ae_path.is_file()  # the data set's autoencoder was trained first ...
     stored = RunConfig.load(tmp_path / "run" / "config.toml")

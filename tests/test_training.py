@@ -104,8 +104,10 @@ def test_a_data_set_too_small_is_refused_unless_allowed(tmp_path, capsys):
         train(small, tmp_path / "r", config=cfg, progress=False)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "r").exists()  # refused before any run folder is made
-    train(small, tmp_path / "r", config=cfg, progress=False, allow_small=True)
+    before = torch.get_num_threads()
+    train(small, tmp_path / "r", config=cfg, progress=False, allow_small=True, threads=1)
     assert latest_checkpoint(tmp_path / "r") is not None
+    assert torch.get_num_threads() == before  # the caller's thread setting is restored
     # the CLI says the same in one line and accepts the flag
     assert main(["train", str(small), "--out", str(tmp_path / "c"), "--steps", "1", "--preset", "unet-tiny"]) == 2
     err = capsys.readouterr().err

@@ -240,6 +240,7 @@ def train(
             f"{data} holds {ds.resolution}x{ds.resolution}x{ds.channels} images but the run expects "
             f"{mc.resolution}x{mc.resolution}x{mc.channels}; use the data set the run was trained on"
         )
+    threads_before = torch.get_num_threads()  # restored when training ends: callers keep their setting
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     images, ae = ds.images, None
@@ -266,3 +267,4 @@ def train(
         return run_loop(trainer, progress, on_step, monitor, every)
     finally:
         trainer.close()
+        torch.set_num_threads(threads_before)

@@ -138,6 +138,14 @@ def test_configs_written_before_rectified_flow_stay_edm():
     assert RunConfig.from_dict(old).model.precond == "edm"
 
 
+def test_configs_written_before_the_two_piece_normal_keep_the_plain_one():
+    assert TrainConfig().p_std_low == 2.2  # new runs
+    assert RunConfig.from_toml(RunConfig(data="x").to_toml()).train.p_std_low == 2.2
+    old = RunConfig(data="x").to_dict()
+    del old["train"]["p_std_low"]
+    assert RunConfig.from_dict(old).train.p_std_low == 0.0  # a run trained before resumes as it was
+
+
 def test_lr_schedule_and_durations():
     tc = TrainConfig(lr=1.0, warmup_fraction=0.1, final_lr_fraction=0.1)
     assert lr_at(tc, 0.0) == 0.0

@@ -287,11 +287,13 @@ def test_nearest_train_matches_brute_force() -> None:
     rng = np.random.default_rng(30)
     train = rng.random((120, 5, 5))
     samples = rng.random((37, 5, 5))
-    idx, dist = nearest_train(samples, train, k=7, batch=10)
     full = np.linalg.norm(samples.reshape(37, 1, -1) - train.reshape(1, 120, -1), axis=2)
     order = np.argsort(full, axis=1)[:, :7]
-    np.testing.assert_array_equal(idx, order)
-    np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), rtol=1e-12)
+    # the training set searched whole, and in chunks smaller than k and not dividing it
+    for chunk in (256, 11, 3):
+        idx, dist = nearest_train(samples, train, k=7, batch=10, train_chunk=chunk)
+        np.testing.assert_array_equal(idx, order)
+        np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), rtol=1e-12)
     # uint8 images are scaled to [0, 1]
     u8 = (train * 255).round().astype(np.uint8)
     _, d8 = nearest_train(u8[:3], u8.astype(np.float64) / 255, k=1)

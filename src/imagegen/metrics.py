@@ -302,26 +302,37 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3,
 
 # -- memorisation (copies of training images) --------------------------------------------------
 
-def _as_pixels(images: np.ndarray, name: str) -> np.ndarray:
+def _flat_images(images: np.ndarray, name: str) -> np.ndarray:
+    """``images`` (N, ...) as (N, D) without converting them (a view when possible)."""
     x = np.asarray(images)
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty array (N, ...) of images, got shape {x.shape}")
-    x = x.reshape(len(x), -1)
-    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    return x.reshape(len(x), -1)
+
+
+def _as_pixels(flat: np.ndarray, name: str) -> np.ndarray:
+    """Rows of :func:`_flat_images` as float64 pixels (uint8 scaled to [0, 1])."""
+    x = flat.astype(np.float64) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
 
+# Rows converted to float64 at a time: a 128x128 RGB training set of 3,300 images is 1.3 GB
+# in float64, a chunk of 128 of them 50 MB (the search stays exact; only its blocking changes).
+TRAIN_CHUNK = 128
+
+
 def nearest_train(samples: np.ndarray, train: np.ndarray, *, k: int = 51,
-                  batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                  batch: int = 256, train_chunk: int = TRAIN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training images of each sample by L2 distance on pixels.
 
     Images (N, ...) are flattened; uint8 is scaled to [0, 1], floats are used as given (put
     both sets on the same scale). Returns ``(indices, distances)``, both (N, k), nearest first
     (exact ties among the candidates: lower training index first). Candidates come from a blocked
-    ||a||^2 + ||b||^2 - 2ab search (float64); their distances are then recomputed exactly from
-    the pixel differences, so an exact copy has distance 0.0.
+    ||a||^2 + ||b||^2 - 2ab search (float64) over ``train_chunk`` training images at a time, so
+    memory stays bounded whatever the size of the training set; their distances are then
+    recomputed exactly from the pixel differences, so an exact copy has distance 0.0.
 
     Example:
         >>> train = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
@@ -329,21 +340,33 @@ def nearest_train(samples: np.ndarray, train: np.ndarray, *, k: int = 51,
         >>> idx.tolist(), np.round(dist, 6).tolist()
         ([[1, 0]], [[0.1, 0.9]])
     """
-    s = _as_pixels(samples, "samples")
-    t = _as_pixels(train, "train")
-    _same_dim(s, t, "pixel counts per image")
-    k, batch, t_sq = int(k), max(1, int(batch)), (t * t).sum(axis=1)
-    if not 1 <= k <= len(t):
-        raise ValueError(f"k must lie in [1, {len(t)}] (the training set size), got {k}")
-    c = min(len(t), k + 8)  # a few spare candidates against rounding in the screening step
-    indices, distances = np.empty((len(s), k), dtype=np.int64), np.empty((len(s), k))
-    for start in range(0, len(s), batch):
-        d = _sq_dists(s[start:start + batch], t, t_sq)
-        cand = np.argpartition(d, c - 1, axis=1)[:, :c] if c < len(t) else np.argsort(d, axis=1)
-        cand = np.sort(cand, axis=1)  # index order, so the stable sort below breaks ties by index
-        for r0 in range(0, len(cand), 32):  # exact distances, a few rows at a time (memory)
-            rows = cand[r0:r0 + 32]
-            diff = s[start + r0:start + r0 + len(rows), None, :] - t[rows]
+    s_flat, t_flat = _flat_images(samples, "samples"), _flat_images(train, "train")
+    _same_dim(s_flat, t_flat, "pixel counts per image")
+    n_t, k, batch, chunk = len(t_flat), int(k), max(1, int(batch)), max(1, int(train_chunk))
+    if not 1 <= k <= n_t:
+        raise ValueError(f"k must lie in [1, {n_t}] (the training set size), got {k}")
+    t_sq = np.concatenate([np.einsum("ij,ij->i", x, x) for x in
+                           (_as_pixels(t_flat[i:i + chunk], "train") for i in range(0, n_t, chunk))])
+    c = min(n_t, k + 8)  # a few spare candidates against rounding in the screening step
+    indices, distances = np.empty((len(s_flat), k), dtype=np.int64), np.empty((len(s_flat), k))
+    for start in range(0, len(s_flat), batch):
+        s = _as_pixels(s_flat[start:start + batch], "samples")
+        best_d = best_i = None
+        for t0 in range(0, n_t, chunk):  # keep the c smallest screening distances seen so far
+            tc = _as_pixels(t_flat[t0:t0 + chunk], "train")
+            d = _sq_dists(s, tc, t_sq[t0:t0 + len(tc)])
+            i = np.broadcast_to(np.arange(t0, t0 + len(tc)), d.shape)
+            if best_d is not None:
+                d, i = np.concatenate([best_d, d], axis=1), np.concatenate([best_i, i], axis=1)
+            if d.shape[1] > c:
+                part = np.argpartition(d, c - 1, axis=1)[:, :c]
+                d, i = np.take_along_axis(d, part, axis=1), np.take_along_axis(i, part, axis=1)
+            best_d, best_i = d, np.array(i)
+        cand = np.sort(best_i, axis=1)  # index order, so the stable sort below breaks ties by index
+        for r0 in range(0, len(cand), 2):  # exact distances, two rows at a time (memory)
+            rows = cand[r0:r0 + 2]
+            t_rows = _as_pixels(t_flat[rows.ravel()], "train").reshape(len(rows), rows.shape[1], -1)
+            diff = s[r0:r0 + len(rows), None, :] - t_rows
             exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
             order = np.argsort(exact, axis=1, kind="stable")[:, :k]
             sl = slice(start + r0, start + r0 + len(rows))

@@ -10,6 +10,7 @@ checkpoint whose ``.safetensors`` exists is complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -80,6 +81,19 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+def weights_sha256(ident: bytes, state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 of ``ident`` (what the weights are for, e.g. their JSON config) followed by each
+    tensor's name, shape and float32 bytes in name order: equal for equal weights whether held
+    in memory or loaded from disk, on any device and in any dtype that rounds to the same float32."""
+    h = hashlib.sha256()
+    h.update(ident)
+    for name, t in sorted(state_dict.items()):
+        t = t.detach().to(torch.float32).contiguous().cpu()
+        h.update(f"{name}:{list(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def read_tagged_weights(path: Path, what: str, fix: str = "") -> tuple[dict[str, torch.Tensor], str | None]:

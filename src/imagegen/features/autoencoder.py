@@ -40,7 +40,6 @@ Files (next to the data set, see :func:`autoencoder_path`): ``DATA/features/auto
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -53,7 +52,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..atomic import atomic_path
-from ..checkpoint import read_tagged_weights
+from ..checkpoint import read_tagged_weights, weights_sha256
 from ..errors import ImagegenError
 
 __all__ = [
@@ -285,15 +284,9 @@ class Autoencoder(nn.Module):
         the same autoencoder has the same key in memory and after a save/load round trip.
         """
         if self._sha256 is None:
-            h = hashlib.sha256()
             ident = {k: self.config.get(k) for k in
                      ("channels", "resolution", "factor", "latent_channels", "arch", "latent_shift", "latent_scale")}
-            h.update(json.dumps(ident, sort_keys=True).encode())
-            for name, t in sorted(self.state_dict().items()):
-                t = t.detach().to(torch.float32).contiguous().cpu()
-                h.update(f"{name}:{list(t.shape)}".encode())
-                h.update(t.numpy().tobytes())
-            self._sha256 = h.hexdigest()
+            self._sha256 = weights_sha256(json.dumps(ident, sort_keys=True).encode(), self.state_dict())
         return self._sha256
 
     def save(self, path: str | Path) -> Path:

@@ -20,7 +20,6 @@ held-out accuracy, data set checksum); never pickle. Where the files live next t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..checkpoint import read_tagged_weights
+from ..checkpoint import read_tagged_weights, weights_sha256
 from ..errors import ImagegenError
 
 __all__ = [
@@ -239,13 +238,8 @@ class Evaluator:
         Computed once; an evaluator's weights are not meant to change after training.
         """
         if self._sha256 is None:
-            h = hashlib.sha256()
-            h.update(json.dumps([self.arch, list(self.input_shape), self.num_classes]).encode())
-            for name, t in sorted(self.module.state_dict().items()):
-                t = t.detach().to(torch.float32).contiguous().cpu()
-                h.update(f"{name}:{list(t.shape)}".encode())
-                h.update(t.numpy().tobytes())
-            self._sha256 = h.hexdigest()
+            self._sha256 = weights_sha256(json.dumps([self.arch, list(self.input_shape), self.num_classes]).encode(),
+                                          self.module.state_dict())
         return self._sha256
 
     def save(self, path: str | Path) -> Path:

@@ -310,9 +310,14 @@ def _flat_images(images: np.ndarray, name: str) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
+def _to_float(flat: np.ndarray) -> np.ndarray:
+    """Rows of :func:`_flat_images` as float64 pixels (uint8 scaled to [0, 1]), unchecked."""
+    return flat.astype(np.float64) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float64)
+
+
 def _as_pixels(flat: np.ndarray, name: str) -> np.ndarray:
-    """Rows of :func:`_flat_images` as float64 pixels (uint8 scaled to [0, 1])."""
-    x = flat.astype(np.float64) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float64)
+    """:func:`_to_float`, refusing NaN and infinite values with an error naming ``name``."""
+    x = _to_float(flat)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
@@ -345,6 +350,7 @@ def nearest_train(samples: np.ndarray, train: np.ndarray, *, k: int = 51,
     n_t, k, batch, chunk = len(t_flat), int(k), max(1, int(batch)), max(1, int(train_chunk))
     if not 1 <= k <= n_t:
         raise ValueError(f"k must lie in [1, {n_t}] (the training set size), got {k}")
+    # one checked pass over the training set; the search below converts its chunks again unchecked
     t_sq = np.concatenate([np.einsum("ij,ij->i", x, x) for x in
                            (_as_pixels(t_flat[i:i + chunk], "train") for i in range(0, n_t, chunk))])
     c = min(n_t, k + 8)  # a few spare candidates against rounding in the screening step
@@ -353,7 +359,7 @@ def nearest_train(samples: np.ndarray, train: np.ndarray, *, k: int = 51,
         s = _as_pixels(s_flat[start:start + batch], "samples")
         best_d = best_i = None
         for t0 in range(0, n_t, chunk):  # keep the c smallest screening distances seen so far
-            tc = _as_pixels(t_flat[t0:t0 + chunk], "train")
+            tc = _to_float(t_flat[t0:t0 + chunk])
             d = _sq_dists(s, tc, t_sq[t0:t0 + len(tc)])
             i = np.broadcast_to(np.arange(t0, t0 + len(tc)), d.shape)
             if best_d is not None:
@@ -365,7 +371,7 @@ def nearest_train(samples: np.ndarray, train: np.ndarray, *, k: int = 51,
         cand = np.sort(best_i, axis=1)  # index order, so the stable sort below breaks ties by index
         for r0 in range(0, len(cand), 2):  # exact distances, two rows at a time (memory)
             rows = cand[r0:r0 + 2]
-            t_rows = _as_pixels(t_flat[rows.ravel()], "train").reshape(len(rows), rows.shape[1], -1)
+            t_rows = _to_float(t_flat[rows.ravel()]).reshape(len(rows), rows.shape[1], -1)
             diff = s[r0:r0 + len(rows), None, :] - t_rows
             exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
             order = np.argsort(exact, axis=1, kind="stable")[:, :k]

@@ -271,11 +271,13 @@ def test_fid_of_two_halves_of_the_data_is_small(data_dir) -> None:
     assert r_a["fid"] < r_noise["fid"] / 20
     assert len(r_a["fid_seeds"]) == 3 and r_a["fid_std"] > 0
     assert r_a["fid"] == pytest.approx(np.mean(r_a["fid_seeds"]), abs=1e-3)
-    # order of the samples does not matter for the pooled scores
+    # order of the samples does not matter for the pooled scores, up to float32 summation
+    # order: the FID here (~0.08) is a small difference of covariance traces of order 1-10,
+    # which reversing the samples moved by 9e-8 in one CI run
     r_b = evaluate_images(a[::-1].copy(), data_dir, progress=False)
     r_a1 = evaluate_images(a, data_dir, progress=False)
     for key in ("fid", "kid", "precision", "recall", "memorization"):
-        assert r_b[key] == pytest.approx(r_a1[key], rel=1e-6, abs=1e-9), key
+        assert r_b[key] == pytest.approx(r_a1[key], rel=1e-6, abs=1e-6), key
 
 
 def test_memorization_of_training_images_and_of_a_fresh_model(data_dir, tmp_path) -> None:

@@ -271,9 +271,10 @@ def test_fid_of_two_halves_of_the_data_is_small(data_dir) -> None:
     assert r_a["fid"] < r_noise["fid"] / 20
     assert len(r_a["fid_seeds"]) == 3 and r_a["fid_std"] > 0
     assert r_a["fid"] == pytest.approx(np.mean(r_a["fid_seeds"]), abs=1e-3)
-    # order of the samples does not matter for the pooled scores, up to float32 summation
-    # order: the FID here (~0.08) is a small difference of much larger covariance terms,
-    # which reversing the samples moved by 9e-8 in one CI run
+    # order of the samples does not matter for the pooled scores, up to the float32 rounding
+    # of the features (the statistics are float64): the FID here (~0.08) is a small
+    # difference of much larger covariance terms, which reversing the samples moved by 9e-8
+    # in one CI run
     r_b = evaluate_images(a[::-1].copy(), data_dir, progress=False)
     r_a1 = evaluate_images(a, data_dir, progress=False)
     for key in ("fid", "kid", "precision", "recall", "memorization"):

@@ -118,16 +118,17 @@ def test_network_evaluation_count_matches_calls(tiny_run):
         assert sum(calls) == network_evaluations(sc, conditional=True), sc
 
 
-def test_auto_schedule_follows_the_objective_and_bad_names_are_rejected(tiny_run):
+def test_auto_schedule_is_karras_and_bad_names_are_rejected(tiny_run):
     from imagegen.config import SampleConfig
     from imagegen.generate import network_evaluations, resolve_schedule
 
     from imagegen.models.precond import EDM, RectifiedFlow
 
     flow, edm = RectifiedFlow(), EDM(0.5)
-    assert resolve_schedule(SampleConfig(), flow).schedule == "linear-t"
-    assert resolve_schedule(SampleConfig(sampler="ipndm"), flow).schedule == "linear-t"
+    assert resolve_schedule(SampleConfig(), flow).schedule == "karras"
+    assert resolve_schedule(SampleConfig(sampler="ipndm"), flow).schedule == "karras"
     assert resolve_schedule(SampleConfig(sampler="heun"), flow).schedule == "karras"
+    assert resolve_schedule(SampleConfig(schedule="linear-t"), flow).schedule == "linear-t"
     assert resolve_schedule(SampleConfig(), edm).schedule == "karras"
     assert resolve_schedule(SampleConfig(schedule="karras"), flow).schedule == "karras"
     with pytest.raises(ImagegenError, match="linear-t"):
@@ -135,5 +136,5 @@ def test_auto_schedule_follows_the_objective_and_bad_names_are_rejected(tiny_run
     with pytest.raises(ValueError, match="resolve"):
         network_evaluations(SampleConfig(), conditional=False)
     model = load(tiny_run)
-    assert model.config.model.precond == "flow" and model.sample_config().schedule == "linear-t"
-    assert model.sample_config(schedule="karras").schedule == "karras"
+    assert model.config.model.precond == "flow" and model.sample_config().schedule == "karras"
+    assert model.sample_config(schedule="linear-t").schedule == "linear-t"

@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ODE sampler (default: the run's, dpmpp-2m); dpmpp-2m, ipndm and euler spend one network "
                         "evaluation per step, heun two (minus one)")
     g.add_argument("--schedule", choices=SCHEDULE_CHOICES,
-                   help="noise levels: karras (EDM), linear-t (uniform in flow time); auto (default) picks "
-                        "linear-t for flow models with one-evaluation samplers, karras otherwise")
+                   help="noise levels: karras (EDM's, dense at low noise), linear-t (uniform in flow time); "
+                        "auto (default): the model's own, karras for flow and EDM models")
     g.add_argument("--class", type=int, help="generate only this class (default: classes spread evenly)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance weight; 1 = none (default: the run's)")
     g.add_argument("--churn", type=float, help="EDM's stochastic sampling (S_churn) for euler and heun, e.g. 10; "

@@ -103,8 +103,8 @@ class SampleConfig:
 
     sampler: str = "dpmpp-2m"  # DPM-Solver++(2M): one network evaluation per step
     steps: int = 10
-    # "karras" (EDM Eq. 5) or "linear-t" (uniform in flow time); "auto": linear-t for flow
-    # models with one-evaluation samplers, else karras (measured: benchmarks/RESULTS.md)
+    # "karras" (EDM Eq. 5) or "linear-t" (uniform in flow time); "auto": the formulation's
+    # default_schedule, karras for flow and EDM (measured: benchmarks/RESULTS.md, issue 16)
     schedule: str = "auto"
     sigma_min: float = 0.002
     sigma_max: float = 80.0

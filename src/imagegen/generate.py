@@ -58,8 +58,8 @@ def guided(
 def resolve_schedule(sc: SampleConfig, precond: Preconditioning) -> SampleConfig:
     """``sc`` with ``schedule = "auto"`` made concrete by the formulation, and its sampler checked.
 
-    ``auto`` asks ``precond.default_schedule(sampler)``: linear-t for flow models sampled with
-    one evaluation per step, karras otherwise (measured: benchmarks/RESULTS.md, fast sampling).
+    ``auto`` asks ``precond.default_schedule(sampler)``: karras for both formulations
+    (measured: benchmarks/RESULTS.md, issue 16).
     """
     if sc.sampler not in SAMPLERS:
         raise ImagegenError(f"unknown sampler {sc.sampler!r}; choose one of: {', '.join(SAMPLERS)}")

@@ -3,7 +3,7 @@
 Schedules and samplers follow Karras et al. 2022 ("EDM"): the probability-flow ODE
 ``dx/dsigma = (x - D(x, sigma)) / sigma`` integrated from ``sigma_max`` down to 0 over the
 schedule of Eq. 5 (``karras``), or over steps equally spaced in rectified-flow time
-(``linear-t``), which suits flow-trained models better at few steps. ``sample_euler`` is the first-order method; ``sample_heun`` is
+(``linear-t``). ``sample_euler`` is the first-order method; ``sample_heun`` is
 Algorithm 1 (deterministic Heun, 2 evaluations per step except the last);
 ``sample_dpmpp_2m`` is DPM-Solver++(2M), second order at one evaluation per step;
 ``sample_ipndm`` is the iPNDM linear multistep method (up to 4th order, one per step).

@@ -33,10 +33,6 @@ from ..errors import ImagegenError
 
 Scalings = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-# Samplers that call the denoiser once per step; flow models sample them best on linear-t.
-ONE_EVALUATION_SAMPLERS = frozenset({"euler", "dpmpp-2m", "ipndm"})
-
-
 @runtime_checkable
 class Preconditioning(Protocol):
     """What a formulation provides to the Denoiser wrapper, the loss and the sampler."""
@@ -133,8 +129,10 @@ class RectifiedFlow:
         return (normal * p_std + p_mean).exp() * self.shift
 
     def default_schedule(self, sampler: str) -> str:
-        """``linear-t`` (the flow's own Euler grid) for one-evaluation samplers, else ``karras``."""
-        return "linear-t" if sampler in ONE_EVALUATION_SAMPLERS else "karras"
+        """EDM's Eq. 5 schedule (rho 7) for every sampler: its steps crowd the low noise levels,
+        where the fine detail is drawn, which the standard Inception FID rewards (2-2.7x lower
+        than on ``linear-t`` at 10 steps, guided and unguided: benchmarks/RESULTS.md)."""
+        return "karras"
 
 
 PRECONDITIONINGS: dict[str, type] = {EDM.name: EDM, RectifiedFlow.name: RectifiedFlow}

@@ -58,7 +58,7 @@ def guided(
 def resolve_schedule(sc: SampleConfig, precond: Preconditioning) -> SampleConfig:
     """``sc`` with ``schedule = "auto"`` made concrete by the formulation, and its sampler checked.
 
-    ``auto`` asks ``precond.default_schedule(sampler)``: karras for both formulations
+    ``auto`` takes ``precond.default_schedule``: karras for both formulations
     (measured: benchmarks/RESULTS.md, issue 16).
     """
     if sc.sampler not in SAMPLERS:
@@ -69,7 +69,7 @@ def resolve_schedule(sc: SampleConfig, precond: Preconditioning) -> SampleConfig
         raise ImagegenError(f"churn (stochastic sampling) works with the samplers {', '.join(STOCHASTIC_SAMPLERS)}; "
                             f"{sc.sampler!r} is deterministic: pick one of those or drop --churn")
     if sc.schedule == "auto":
-        return replace(sc, schedule=precond.default_schedule(sc.sampler))
+        return replace(sc, schedule=precond.default_schedule)
     if sc.schedule not in SCHEDULES:
         raise ImagegenError(f"unknown schedule {sc.schedule!r}; choose one of: auto, {', '.join(SCHEDULES)}")
     return sc

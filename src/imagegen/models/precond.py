@@ -57,9 +57,8 @@ class Preconditioning(Protocol):
         """Training noise levels from standard-normal draws ``normal`` (shifted by ``shift``)."""
         ...
 
-    def default_schedule(self, sampler: str) -> str:
-        """The noise schedule (a name in :data:`imagegen.samplers.SCHEDULES`) for ``sampler``."""
-        ...
+    #: the noise schedule (a name in :data:`imagegen.samplers.SCHEDULES`) that ``--schedule auto`` picks
+    default_schedule: ClassVar[str]
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,8 @@ class EDM:
         """EDM Sec. 5: ``ln(sigma) ~ N(p_mean, p_std^2)`` (the paper uses -1.2 and 1.2), times ``shift``."""
         return (normal * p_std + p_mean).exp() * self.shift
 
-    def default_schedule(self, sampler: str) -> str:
-        """EDM's Eq. 5 schedule for every sampler."""
-        return "karras"
+    #: EDM's Eq. 5 schedule for every sampler
+    default_schedule: ClassVar[str] = "karras"
 
 
 @dataclass(frozen=True)
@@ -128,12 +126,10 @@ class RectifiedFlow:
         ``t' = s t / (1 + (s - 1) t)`` (Esser et al. 2024, Sec. 5.3.2)."""
         return (normal * p_std + p_mean).exp() * self.shift
 
-    def default_schedule(self, sampler: str) -> str:
-        """EDM's Eq. 5 schedule (rho 7) for every sampler: its steps crowd the low noise levels,
-        where the fine detail is drawn, which the standard Inception FID rewards: at 10 steps
-        2.3-2.4x lower than on ``linear-t`` on digits, guided and unguided, and 6-9% lower on
-        colour at 32 px and in latent space at 64 px (benchmarks/RESULTS.md, issue 16)."""
-        return "karras"
+    #: EDM's Eq. 5 schedule (rho 7) for every sampler: at 10 steps its standard Inception FID is
+    #: 2.3-2.4x lower than on ``linear-t`` on digits, guided and unguided, and 6-9% lower on colour
+    #: at 32 px and in latent space at 64 px (benchmarks/RESULTS.md, issue 16)
+    default_schedule: ClassVar[str] = "karras"
 
 
 PRECONDITIONINGS: dict[str, type] = {EDM.name: EDM, RectifiedFlow.name: RectifiedFlow}
